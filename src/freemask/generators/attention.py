@@ -1,0 +1,150 @@
+"""Cross-attention capture as a pluggable diffusers attention processor.
+
+``CrossAttentionRecorder`` replaces the processor of every cross-attention layer (``attn2``) of
+a ``UNet2DConditionModel``; it computes the attention probabilities explicitly, adds the
+columns of the requested tokens to a running sum kept on the device (so memory does not grow
+with the number of denoising steps), and returns exactly what the standard processor returns.
+Under classifier-free guidance only the conditional half of the batch is recorded.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+class AttentionStore:
+    """Running sums of cross-attention probabilities for selected tokens, per layer.
+
+    ``token_index``: (B, K) long tensor, the K token positions to record for each of the B
+    prompts. ``batch_slice``: which rows of the UNet batch are the conditional branch
+    (``slice(B, 2B)`` when the batch is [unconditional, conditional]).
+    """
+
+    def __init__(self, token_index: torch.Tensor, batch_slice: slice | None = None):
+        if token_index.ndim != 2:
+            raise ValueError(f"token_index must be (batch, tokens), got shape {tuple(token_index.shape)}")
+        self.token_index = token_index.long()
+        self.batch_slice = batch_slice
+        self.active = True
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.resolution: dict[str, int] = {}
+
+    def add(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None) -> None:
+        """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call."""
+        if not self.active:
+            return
+        bh, hw, seq = probs.shape
+        p = probs.view(bh // heads, heads, hw, seq).mean(1)
+        if self.batch_slice is not None:
+            p = p[self.batch_slice]
+        idx = self.token_index.to(p.device)
+        if idx.shape[0] != p.shape[0]:
+            raise ValueError(f"attention store expects {idx.shape[0]} prompts, layer {layer} sees {p.shape[0]}")
+        sel = torch.gather(p, 2, idx[:, None, :].expand(-1, hw, -1)).detach()  # (B, HW, K)
+        if layer in self.sums:
+            self.sums[layer] += sel
+            self.counts[layer] += 1
+        else:
+            self.sums[layer] = sel.clone()
+            self.counts[layer] = 1
+            self.resolution[layer] = height if height is not None else int(round(math.sqrt(hw)))
+
+    def layers_by_resolution(self) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for name, r in self.resolution.items():
+            out.setdefault(r, []).append(name)
+        return out
+
+    def maps(self, size: int, resolutions: Sequence[int] | None = None) -> torch.Tensor:
+        """(B, K, size, size): per layer the mean over recorded steps, upsampled, averaged over layers."""
+        names = [n for n, r in self.resolution.items() if resolutions is None or r in resolutions]
+        if not names:
+            have = sorted(set(self.resolution.values()))
+            raise ValueError(f"no cross-attention recorded at resolutions {list(resolutions or [])}; recorded: {have}")
+        acc = None
+        for n in names:
+            r = self.resolution[n]
+            m = self.sums[n] / self.counts[n]  # (B, HW, K)
+            B, hw, K = m.shape
+            m = m.permute(0, 2, 1).reshape(B, K, r, hw // r)
+            m = F.interpolate(m.float(), size=(size, size), mode="bilinear", align_corners=False)
+            acc = m if acc is None else acc + m
+        return acc / len(names)
+
+
+class CrossAttentionRecorder:
+    """Attention processor for a cross-attention layer that records into an ``AttentionStore``."""
+
+    def __init__(self, store: AttentionStore, layer: str):
+        self.store, self.layer = store, layer
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        height = None
+        if input_ndim == 4:
+            b, c, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, height * width).transpose(1, 2)
+        batch, seq_len, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
+        probs = attn.get_attention_scores(query, key, attention_mask)
+        self.store.add(self.layer, probs, attn.heads, height)
+        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def cross_attention_layers(unet) -> list[str]:
+    names = [n for n in unet.attn_processors if ".attn2." in n]
+    if not names:
+        raise ValueError("the UNet has no cross-attention (attn2) layers to record")
+    return names
+
+
+class recording:
+    """Context manager: install recorders on every cross-attention layer, restore the old processors after."""
+
+    def __init__(self, unet, store: AttentionStore):
+        self.unet, self.store = unet, store
+
+    def __enter__(self) -> AttentionStore:
+        self.previous = dict(self.unet.attn_processors)
+        procs = dict(self.previous)
+        for name in cross_attention_layers(self.unet):
+            procs[name] = CrossAttentionRecorder(self.store, name)
+        self.unet.set_attn_processor(procs)
+        return self.store
+
+    def __exit__(self, *exc) -> None:
+        self.unet.set_attn_processor(self.previous)
+
+
+def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
+    """Positions of ``word``'s tokens in the tokenized ``prompt`` (words split into several tokens included)."""
+    ids = tokenizer(prompt)["input_ids"]
+    sub = tokenizer(word, add_special_tokens=False)["input_ids"]
+    if not sub:
+        raise KeyError(f"word {word!r} encodes to no tokens")
+    for i in range(len(ids) - len(sub) + 1):
+        if ids[i:i + len(sub)] == sub:
+            return list(range(i, i + len(sub)))
+    raise KeyError(f"word {word!r} does not occur in prompt {prompt!r}")

@@ -1,0 +1,53 @@
+"""Sampling from a pixel-space text-to-image UNet with DDIM and classifier-free guidance."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+
+from .attention import AttentionStore, recording
+from .toy import ToyGenerator
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """One noise tensor per sample from its own seed, so a sample does not depend on its batch."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+@torch.no_grad()
+def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, guidance: float,
+           store: AttentionStore | None = None) -> np.ndarray:
+    """Generate one image per prompt; returns uint8 (B, R, R, 3). If ``store`` is given, the
+    cross-attention of the conditional branch is recorded into it at every step."""
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    unet = gen.unet
+    n = len(prompts)
+    cfg = guidance > 1.0
+    cond = gen.encode(prompts)
+    context = torch.cat([gen.encode([""] * n), cond]) if cfg else cond
+    if store is not None:
+        store.batch_slice = slice(n, 2 * n) if cfg else None
+    sched = DDIMScheduler.from_config(gen.scheduler.config)
+    sched.set_timesteps(steps)
+    R = unet.config.sample_size
+    x = initial_noise(seeds, (unet.config.in_channels, R, R))
+
+    def run() -> torch.Tensor:
+        nonlocal x
+        for t in sched.timesteps:
+            inp = torch.cat([x, x]) if cfg else x
+            eps = unet(inp, t, encoder_hidden_states=context).sample
+            if cfg:
+                eu, ec = eps.chunk(2)
+                eps = eu + guidance * (ec - eu)
+            x = sched.step(eps, t, x).prev_sample
+        return x
+
+    if store is not None:
+        with recording(unet, store):
+            run()
+    else:
+        run()
+    img = ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp(0, 255).to(torch.uint8)
+    return img.permute(0, 2, 3, 1).numpy()

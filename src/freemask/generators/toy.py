@@ -1,0 +1,98 @@
+"""The toy world's text-to-image model: a pixel-space diffusers UNet conditioned on a tiny CLIP text encoder.
+
+Saved in the diffusers folder layout (``unet/``, ``text_encoder/``, ``tokenizer/``,
+``scheduler/``), so it is loaded with the same ``from_pretrained`` calls as a real checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+from ..world.spec import BACKGROUNDS, CLASSES
+
+SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+TEMPLATE_WORDS = ["a", "photo", "of", "in", "on", "the", "and"]
+MAX_TOKENS = 16
+
+
+def vocabulary() -> list[str]:
+    return SPECIAL + TEMPLATE_WORDS + list(CLASSES) + list(BACKGROUNDS)
+
+
+def build_tokenizer(words: list[str] | None = None, max_length: int = MAX_TOKENS) -> PreTrainedTokenizerFast:
+    """An offline word-level tokenizer: [BOS] words [EOS], padded to ``max_length``."""
+    words = words or vocabulary()
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
+                                   eos_token="[EOS]", model_max_length=max_length)
+
+
+def build_text_encoder(vocab_size: int, hidden: int, layers: int, max_length: int = MAX_TOKENS) -> CLIPTextModel:
+    cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                         num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=max_length,
+                         pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    return CLIPTextModel(cfg)
+
+
+def build_unet(resolution: int, channels: list[int], cross_dim: int, heads: int) -> UNet2DConditionModel:
+    """Cross-attention at the two coarsest levels (16x16 and 8x8 for 32 px with three levels)."""
+    n = len(channels)
+    down = ["DownBlock2D"] * (n - 2) + ["CrossAttnDownBlock2D"] * 2
+    up = ["CrossAttnUpBlock2D"] * 2 + ["UpBlock2D"] * (n - 2)
+    return UNet2DConditionModel(sample_size=resolution, in_channels=3, out_channels=3,
+                                block_out_channels=tuple(channels), down_block_types=tuple(down),
+                                up_block_types=tuple(up), layers_per_block=1, cross_attention_dim=cross_dim,
+                                attention_head_dim=heads, norm_num_groups=8)
+
+
+def build_train_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+
+
+@dataclass
+class ToyGenerator:
+    unet: UNet2DConditionModel
+    text_encoder: CLIPTextModel
+    tokenizer: PreTrainedTokenizerFast
+    scheduler: DDPMScheduler | DDIMScheduler
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        self.unet.save_pretrained(path / "unet", safe_serialization=True)
+        self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        self.scheduler.save_pretrained(path / "scheduler")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ToyGenerator":
+        path = Path(path)
+        if not (path / "unet" / "config.json").exists():
+            raise FileNotFoundError(f"{path} is not a generator folder (no unet/config.json); run the train_generator stage")
+        return cls(
+            unet=UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True).eval(),
+            text_encoder=CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True).eval(),
+            tokenizer=PreTrainedTokenizerFast.from_pretrained(path / "tokenizer", local_files_only=True),
+            scheduler=DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True),
+        )
+
+    def token_ids(self, prompts: list[str]) -> torch.Tensor:
+        enc = self.tokenizer(prompts, padding="max_length", truncation=True,
+                             max_length=self.tokenizer.model_max_length, return_tensors="pt")
+        unknown = (enc.input_ids == self.tokenizer.unk_token_id)
+        if unknown.any():
+            bad = sorted({w for p in prompts for w in p.split() if w not in self.tokenizer.get_vocab()})
+            raise KeyError(f"prompt words not in the generator's vocabulary: {', '.join(bad)}")
+        return enc.input_ids
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        return self.text_encoder(self.token_ids(prompts)).last_hidden_state

@@ -1,0 +1,166 @@
+"""Validated parameters: one section per stage, unknown keys and bad values are errors.
+
+DVC's ``exp run -S`` silently adds misspelled keys to params.yaml, so every stage validates the
+whole file before doing any work and names the offending dotted key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class World(_Section):
+    seed: int = 0
+    resolution: int = Field(32, ge=16, le=256)
+    generator_train_size: int = Field(30000, gt=0)
+    generator_multi_object_share: float = Field(0.1, ge=0, le=1)
+    generator_background_only_share: float = Field(0.1, ge=0, le=1)
+    generator_implausible_share: float = Field(0.3, ge=0, le=1)
+    real_train_size: int = Field(2000, gt=0)
+    real_val_size: int = Field(500, gt=0)
+    max_objects: int = Field(3, ge=1, le=8)
+    captions: int = Field(5000, gt=0)
+    shard_size: int = Field(1000, gt=0)
+
+
+class TrainGenerator(_Section):
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    steps: int = Field(5000, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    cond_dropout: float = Field(0.1, ge=0, lt=1)
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=3)
+    attention_heads: int = Field(2, gt=0)
+    text_hidden: int = Field(64, gt=0)
+    text_layers: int = Field(2, gt=0)
+    checkpoint_every: int = Field(250, gt=0)
+
+
+class Threshold(_Section):
+    rule: Literal["fixed", "otsu"] = "fixed"
+    value: float = Field(0.5, gt=0, lt=1)
+
+
+class Generate(_Section):
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    per_class: int = Field(60, gt=0)
+    scenes_per_background: int = Field(40, ge=0)
+    steps: int = Field(25, gt=0)
+    guidance: float = Field(3.0, ge=1)
+    batch_size: int = Field(32, gt=0)
+    resolutions: list[int] = Field(default_factory=lambda: [16, 8], min_length=1)
+    threshold: Threshold = Threshold()
+    shard_size: int = Field(500, gt=0)
+
+
+class Compose(_Section):
+    seed: int = 0
+    mode: Literal["random"] = "random"
+    n_images: int = Field(1000, ge=0)
+    max_objects: int = Field(3, ge=1, le=8)
+    min_size: float = Field(0.25, gt=0, le=1)
+    max_size: float = Field(0.5, gt=0, le=1)
+    shard_size: int = Field(500, gt=0)
+
+
+class Train(_Section):
+    """Micro Mask2Former (tiny Swin backbone, random init) and its training schedule."""
+
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    steps: int = Field(1500, gt=0)
+    batch_size: int = Field(16, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    grad_clip: float = Field(1.0, ge=0)  # max gradient norm, 0 = off
+    input_size: int = Field(64, ge=32)
+    patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
+    window_size: int = Field(4, ge=2)
+    backbone_dim: int = Field(32, gt=0)  # Swin embed dim, doubled at each of the 4 stages
+    backbone_depths: list[int] = Field(default_factory=lambda: [1, 1, 1, 1], min_length=4, max_length=4)
+    hidden_dim: int = Field(32, gt=0, multiple_of=32)
+    encoder_layers: int = Field(2, gt=0)
+    num_queries: int = Field(12, gt=0)
+    decoder_layers: int = Field(2, gt=0)
+    train_num_points: int = Field(1024, gt=0)
+    eval_every: int = Field(100, gt=0)
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+
+
+class Assess(_Section):
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    classifier_steps: int = Field(1500, gt=0)
+    renders_per_class: int = Field(30, gt=0)
+    noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
+
+
+class Evaluate(_Section):
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(32, gt=0)
+
+
+class Report(_Section):
+    grid_samples: int = Field(16, gt=0)
+
+
+class Params(_Section):
+    world: World = World()
+    train_generator: TrainGenerator = TrainGenerator()
+    generate: Generate = Generate()
+    compose: Compose = Compose()
+    train: Train = Train()
+    assess: Assess = Assess()
+    evaluate: Evaluate = Evaluate()
+    report: Report = Report()
+
+
+class ParamsError(ValueError):
+    """A params file that does not validate; the message names every bad dotted key."""
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (misspelled? see params.py for the accepted keys)")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def validate(data: dict, source: str = "params") -> Params:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of stage sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_describe(err, source)) from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return validate(data, str(path))
+
+
+def dump_defaults() -> dict:
+    return Params().model_dump()

@@ -1,0 +1,320 @@
+"""transformers' Mask2Former as the semantic segmenter of the toy world, in a micro configuration.
+
+The model is ``Mask2FormerForUniversalSegmentation`` with a tiny randomly initialised Swin
+backbone built from config (nothing is downloaded). Class 0 is background and is a class like any
+other (it gets its own mask), so ``num_labels`` = background + objects.
+
+Conventions
+- images are uint8 RGB (N, H, W, 3); labels uint8 (N, H, W) with ``0..num_labels-1`` and 255 = ignore;
+- inputs are resized to ``cfg.input_size`` squared (bilinear for images, nearest for labels) and
+  normalised with the ImageNet mean/std, as Mask2FormerImageProcessor does;
+- the input size is stored in the saved config as ``backbone_config.image_size`` so that
+  :func:`predict` needs nothing but the saved directory;
+- ignore pixels are negative in every binary target mask (the reference Mask2Former semantic
+  dataset mapper does the same: the ignore label is dropped from the class list).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..metrics.segmentation import confusion_matrix, summarize
+from ..params import Train
+
+IGNORE_INDEX = 255
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """A 63-bit seed derived from (seed, step) (SeedSequence mixes, so nearby pairs do not collide)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def build_model(num_labels: int, cfg: Train, class_names: list[str] | None = None):
+    """A randomly initialised micro Mask2Former (weights depend only on ``cfg.seed``)."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
+
+    if num_labels < 2:
+        raise ValueError(f"num_labels counts background as class 0 and must be >= 2, got {num_labels}")
+    if class_names is not None and len(class_names) != num_labels:
+        raise ValueError(f"{len(class_names)} class names for num_labels={num_labels}")
+    if cfg.hidden_dim % 32:
+        raise ValueError(f"train.hidden_dim must be a multiple of 32 (GroupNorm(32) in the pixel decoder), got {cfg.hidden_dim}")
+    p = cfg.patch_size
+    dims = [cfg.backbone_dim * 2**i for i in range(4)]
+    backbone = SwinConfig(
+        image_size=cfg.input_size,
+        patch_size=p,
+        embed_dim=cfg.backbone_dim,
+        depths=list(cfg.backbone_depths),
+        num_heads=[max(1, d // 32) for d in dims],
+        window_size=cfg.window_size,
+        drop_path_rate=0.0,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    heads = max(1, min(8, cfg.hidden_dim // 8))
+    names = class_names or (["background"] + [f"class_{i}" for i in range(1, num_labels)])
+    config = Mask2FormerConfig(
+        backbone_config=backbone,
+        feature_size=cfg.hidden_dim,
+        mask_feature_size=cfg.hidden_dim,
+        hidden_dim=cfg.hidden_dim,
+        encoder_feedforward_dim=4 * cfg.hidden_dim,
+        encoder_layers=cfg.encoder_layers,
+        decoder_layers=cfg.decoder_layers,
+        num_attention_heads=heads,
+        dim_feedforward=4 * cfg.hidden_dim,
+        num_queries=cfg.num_queries,
+        train_num_points=cfg.train_num_points,
+        feature_strides=[p, 2 * p, 4 * p, 8 * p],
+        common_stride=p,
+        ignore_value=IGNORE_INDEX,
+        num_labels=num_labels,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = Mask2FormerForUniversalSegmentation(config)
+    return model
+
+
+def n_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _input_size(model) -> int:
+    size = model.config.backbone_config.image_size
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def _to_pixels(images: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> normalised float (B, 3, size, size), bilinear."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _resize_labels(labels: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (B, H, W) -> int64 (B, size, size), nearest."""
+    y = torch.from_numpy(np.ascontiguousarray(labels)).long()
+    if y.shape[-2:] != (size, size):
+        y = F.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+    return y
+
+
+def semantic_to_targets(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(B, H, W) int labels -> Mask2Former ``mask_labels`` [(n_i, H, W) float] and ``class_labels`` [(n_i,) int64].
+
+    One binary mask per class present in the image (background included); ignore pixels are 0 in
+    every mask. An image that is entirely ignore gets no target masks.
+    """
+    mask_labels, class_labels = [], []
+    for lab in labels:
+        classes = torch.unique(lab)
+        classes = classes[classes != ignore_index]
+        mask_labels.append((lab[None] == classes[:, None, None]).float())
+        class_labels.append(classes.long())
+    return mask_labels, class_labels
+
+
+# ------------------------------------------------------------------------------------------ inference
+
+
+@torch.no_grad()
+def _semantic_scores(model, pixels: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """(B, num_labels, H, W) scores: sum_q softmax(class_q)[:-1] * sigmoid(mask_q), masks upsampled first."""
+    out = model(pixel_values=pixels)
+    masks = F.interpolate(out.masks_queries_logits, size=out_hw, mode="bilinear", align_corners=False).sigmoid()
+    classes = out.class_queries_logits.softmax(-1)[..., :-1]
+    return torch.einsum("bqc,bqhw->bchw", classes, masks)
+
+
+def predict(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Semantic labels uint8 (N, H, W) at the input resolution for uint8 RGB images (N, H, W, 3)."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    n, h, w, _ = images.shape
+    size = _input_size(model)
+    was_training = model.training
+    model.eval()
+    out = np.empty((n, h, w), np.uint8)
+    try:
+        for i in range(0, n, batch_size):
+            scores = _semantic_scores(model, _to_pixels(images[i : i + batch_size], size), (h, w))
+            out[i : i + batch_size] = scores.argmax(1).to(torch.uint8).numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def load_segmenter(path: str | Path):
+    """Load a segmenter saved by :func:`train_segmenter` (local files only), in eval mode."""
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; run the train stage first)")
+    model = Mask2FormerForUniversalSegmentation.from_pretrained(str(path), local_files_only=True)
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def _split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if n < 2:
+        raise ValueError(f"need at least 2 training images to hold some out, got {n}")
+    n_val = min(n - 1, max(1, int(round(n * fraction))))
+    perm = np.random.default_rng([seed, 0x5E6]).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then poly(0.9) decay to 0 (the Mask2Former schedule)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return max(0.0, 1.0 - frac) ** 0.9
+
+
+def _evaluate(model, images: np.ndarray, labels: np.ndarray, num_labels: int, names: list[str], batch_size: int) -> dict:
+    pred = predict(model, images, batch_size)
+    return summarize(confusion_matrix(pred, labels, num_labels, IGNORE_INDEX), names)
+
+
+def _save_atomically(model, stats: dict, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    old = out_dir.with_name(out_dir.name + ".old")
+    for d in (tmp, old):
+        if d.exists():
+            shutil.rmtree(d)
+    # transformers 5 always writes safetensors; safe_serialization is accepted and ignored.
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    (tmp / "training.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def train_segmenter(
+    cfg: Train,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_labels: int,
+    out_dir: str | Path,
+    class_names: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a micro Mask2Former; keep the weights with the best mIoU on a held-out part of the training data.
+
+    Deterministic given ``cfg`` (and the data): batches and flips come from a generator seeded by
+    (seed, step), and the global torch RNG (used by Mask2Former's point sampling) is reseeded the
+    same way every step. Saves ``model.safetensors`` + ``config.json`` + ``training.json`` in ``out_dir``.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if labels.shape != images.shape[:3]:
+        raise ValueError(f"labels must be (N, H, W) = {images.shape[:3]}, got {labels.shape}")
+    bad = np.setdiff1d(np.unique(labels), np.r_[np.arange(num_labels), IGNORE_INDEX])
+    if bad.size:
+        raise ValueError(f"labels contain {bad.tolist()}; expected 0..{num_labels - 1} or {IGNORE_INDEX} (ignore)")
+    names = class_names or (["background"] + [f"class_{i}" for i in range(1, num_labels)])
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+
+    train_idx, hold_idx = _split_holdout(len(images), cfg.val_fraction, cfg.seed)
+    hold_images, hold_labels = images[hold_idx], labels[hold_idx]
+    model = build_model(num_labels, cfg, names)
+    model.train()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or "embed" in name or "relative_position" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    size = cfg.input_size
+    bs = min(cfg.batch_size, len(train_idx))
+
+    history: list[dict] = []
+    best = {"mIoU": -1.0, "step": 0}
+    best_state = None
+    losses: list[float] = []
+    bar = tqdm(range(cfg.steps), desc="train segmenter", disable=not progress, mininterval=2.0)
+    for step in bar:
+        seed = _step_seed(cfg.seed, step)
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        idx = train_idx[torch.randperm(len(train_idx), generator=g)[:bs].numpy()]
+        flip = torch.rand(bs, generator=g) < 0.5
+        x = _to_pixels(images[idx], size)
+        y = _resize_labels(labels[idx], size)
+        x[flip] = x[flip].flip(-1)
+        y[flip] = y[flip].flip(-1)
+        mask_labels, class_labels = semantic_to_targets(y)
+
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup_steps)
+        out = model(pixel_values=x, mask_labels=mask_labels, class_labels=class_labels)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"segmenter training diverged at step {step} (loss {loss.item()}); lower train.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(loss.item()))
+
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            s = _evaluate(model, hold_images, hold_labels, num_labels, names, 64)
+            model.train()
+            history.append({"step": step + 1, "mIoU": s["mIoU"], "loss": float(np.mean(losses[-cfg.eval_every :]))})
+            if s["mIoU"] > best["mIoU"]:
+                best = {"mIoU": s["mIoU"], "step": step + 1, "per_class": s["per_class"]}
+                best_state = copy.deepcopy(model.state_dict())
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", heldout_mIoU=f"{s['mIoU']:.3f}")
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    stats = {
+        "steps": cfg.steps,
+        "final_loss": float(np.mean(losses[-min(len(losses), 20) :])),
+        "heldout_images": int(len(hold_idx)),
+        "train_images": int(len(train_idx)),
+        "heldout_history": history,
+        "best_step": best["step"],
+        "best_heldout_mIoU": best["mIoU"],
+        "best_heldout_per_class": best.get("per_class"),
+        "n_params": n_parameters(model),
+        "input_size": size,
+        "seconds": round(time.time() - t0, 1),
+    }
+    _save_atomically(model, stats, Path(out_dir))
+    return stats

@@ -1,0 +1,29 @@
+"""DVC stages `train_synthetic` / `train_real`: Mask2Former on the synthetic set or the real toy train split.
+
+usage: python stages/train.py synthetic|real
+"""
+import sys
+
+from freemask.data.arrays import from_shards, from_voc
+from freemask.runtime import run_stage, set_threads, write_json
+from freemask.segmenters.mask2former import train_segmenter
+from freemask.world.spec import CLASSES
+
+SOURCES = {
+    "synthetic": lambda: from_shards("data/generated/objects", "data/composed"),
+    "real": lambda: from_voc("data/world/voc", "train"),
+}
+
+
+def main(p):
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    if which not in SOURCES:
+        raise KeyError(f"stages/train.py: first argument must be one of {', '.join(SOURCES)}, got {which!r}")
+    set_threads(p.train.threads)
+    images, labels = SOURCES[which]()
+    stats = train_segmenter(p.train, images, labels, len(CLASSES) + 1, f"models/segmenter_{which}")
+    write_json(f"metrics/train_{which}.json", stats)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,13 @@
+"""DVC stage `train_generator`: train the toy text-to-image model to a fixed step count."""
+from freemask.generators.train_toy import train_generator
+from freemask.runtime import run_stage, set_threads, write_json
+
+
+def main(p):
+    set_threads(p.train_generator.threads)
+    stats = train_generator(p.train_generator, "data/world/generator_train", "models/generator", "data/work/train_generator")
+    write_json("metrics/generator_training.json", stats)
+
+
+if __name__ == "__main__":
+    run_stage(main)

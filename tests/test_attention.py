@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from freemask.generators.attention import AttentionStore, CrossAttentionRecorder, cross_attention_layers, recording, token_positions
+from freemask.generators.sampling import sample
+from freemask.generators.toy import build_tokenizer
+
+
+def _inputs(gen, n=2):
+    torch.manual_seed(1)
+    x = torch.randn(n, 3, 32, 32)
+    ctx = gen.encode(["a photo of a car on the road", "a photo of a bird in the sky"][:n])
+    return x, torch.tensor([500] * n), ctx
+
+
+def test_recorder_returns_what_the_default_processor_returns(tiny_generator):
+    unet = tiny_generator.unet.eval()
+    x, t, ctx = _inputs(tiny_generator)
+    with torch.no_grad():
+        plain = unet(x, t, encoder_hidden_states=ctx).sample
+        store = AttentionStore(torch.tensor([[5], [5]]))
+        with recording(unet, store):
+            rec = unet(x, t, encoder_hidden_states=ctx).sample
+        after = unet(x, t, encoder_hidden_states=ctx).sample
+    assert torch.allclose(plain, rec, atol=1e-5)
+    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+    assert torch.equal(plain, after)
+
+
+def test_store_records_every_cross_attention_layer_by_resolution(tiny_generator):
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    store = AttentionStore(torch.tensor([[5], [8]]))
+    with torch.no_grad(), recording(unet, store):
+        unet(x, t, encoder_hidden_states=ctx)
+        unet(x, t, encoder_hidden_states=ctx)
+    assert set(store.sums) == set(cross_attention_layers(unet))
+    assert set(store.layers_by_resolution()) == {16, 8}
+    assert all(c == 2 for c in store.counts.values())  # a running sum: one tensor per layer, however many steps
+    assert all(s.shape[0] == 2 and s.shape[2] == 1 for s in store.sums.values())
+    maps = store.maps(32, [16])
+    assert maps.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="recorded: \\[8, 16\\]"):
+        store.maps(32, [64])
+
+
+def test_recorded_probabilities_are_the_token_columns_of_a_softmax(tiny_generator):
+    """Recording every token column of one layer sums to one per pixel (probabilities, not logits)."""
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator, 1)
+    store = AttentionStore(torch.arange(16)[None, :])
+    with torch.no_grad(), recording(unet, store):
+        unet(x, t, encoder_hidden_states=ctx)
+    for s in store.sums.values():
+        assert torch.allclose(s.sum(-1), torch.ones(1), atol=1e-5)
+
+
+def test_only_the_conditional_branch_is_recorded_under_guidance(tiny_generator):
+    store = AttentionStore(torch.tensor([[5]]))
+    sample(tiny_generator, ["a photo of a car on the road"], [3], steps=2, guidance=3.0, store=store)
+    assert store.batch_slice == slice(1, 2)
+    assert all(s.shape[0] == 1 for s in store.sums.values())
+    assert all(c == 2 for c in store.counts.values())
+
+
+def test_token_positions_handle_multi_word_names_and_report_missing_words():
+    tok = build_tokenizer(["[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "photo", "of", "potted", "plant", "on", "the", "floor"])
+    assert token_positions(tok, "a photo of a potted plant on the floor", "potted plant") == [5, 6]
+    with pytest.raises(KeyError, match="does not occur"):
+        token_positions(tok, "a photo of the floor", "plant")
+
+
+def test_sampling_is_deterministic_and_per_sample_seeded(tiny_generator):
+    a = sample(tiny_generator, ["a photo of a car on the road"], [7], steps=3, guidance=2.0)
+    b = sample(tiny_generator, ["a photo of a car on the road", "a photo of a bird in the sky"], [7, 8], steps=3, guidance=2.0)
+    again = sample(tiny_generator, ["a photo of a car on the road"], [7], steps=3, guidance=2.0)
+    assert a.dtype == np.uint8 and a.shape == (1, 32, 32, 3)
+    assert np.array_equal(a, again)
+    assert np.abs(a[0].astype(int) - b[0].astype(int)).max() <= 1  # batch mates do not change a sample
+
+
+def test_unknown_prompt_words_are_named(tiny_generator):
+    with pytest.raises(KeyError, match="zebra"):
+        tiny_generator.encode(["a photo of a zebra on the road"])

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from freemask.params import ParamsError, dump_defaults, load, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_file_validates_and_matches_defaults():
+    p = load(ROOT / "params.yaml")
+    assert p.model_dump() == dump_defaults(), "params.yaml drifted from the defaults in params.py"
+
+
+def test_negative_value_names_the_dotted_key():
+    data = dump_defaults()
+    data["generate"]["steps"] = -3
+    with pytest.raises(ParamsError, match=r"generate\.steps: Input should be greater than 0"):
+        validate(data)
+
+
+def test_misspelled_key_is_rejected_by_name():
+    data = dump_defaults()
+    data["train"]["stepz"] = 10
+    with pytest.raises(ParamsError, match=r"train\.stepz: unknown key"):
+        validate(data)
+
+
+def test_unknown_section_and_wrong_type():
+    data = dump_defaults()
+    data["evalute"] = {}
+    data["world"]["resolution"] = "32"
+    with pytest.raises(ParamsError) as err:
+        validate(data)
+    assert "evalute: unknown key" in str(err.value)
+    assert "world.resolution" in str(err.value)
+
+
+def test_nested_threshold_rule_is_checked():
+    data = dump_defaults()
+    data["generate"]["threshold"]["rule"] = "median"
+    with pytest.raises(ParamsError, match=r"generate\.threshold\.rule"):
+        validate(data)
+
+
+def test_load_reports_missing_and_broken_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load(bad)
+
+
+def test_stage_exits_with_message_not_traceback(tmp_path, monkeypatch, capsys):
+    from freemask.runtime import run_stage
+
+    data = dump_defaults()
+    data["generate"]["steps"] = -3
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FREEMASK_PARAMS", str(f))
+    ran = []
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(ran.append)
+    assert exit_.value.code == 2 and not ran
+    assert "generate.steps" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""The whole DVC pipeline, end to end, in a CI-sized configuration (tiny models, tiny data)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from freemask.params import dump_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "world": {"generator_train_size": 64, "real_train_size": 24, "real_val_size": 12, "captions": 50, "shard_size": 32},
+    "train_generator": {"steps": 3, "batch_size": 4, "channels": [8, 16, 16], "text_hidden": 16, "checkpoint_every": 2},
+    "generate": {"per_class": 2, "scenes_per_background": 1, "steps": 2, "batch_size": 8, "shard_size": 8},
+    "compose": {"n_images": 10, "shard_size": 4},
+    "train": {"steps": 4, "batch_size": 4, "eval_every": 2},
+    "assess": {"classifier_steps": 3, "renders_per_class": 1},
+    "report": {"grid_samples": 8},
+}
+
+
+def _run(args, cwd, env):
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+@pytest.fixture
+def tiny_repo(tmp_path):
+    for item in ("dvc.yaml", "stages", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    params = dump_defaults()
+    for section, values in TINY.items():
+        params[section].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    _run(["git", "init", "-q"], tmp_path, env)
+    _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path, env)
+    return tmp_path, env
+
+
+def test_dvc_repro_runs_every_stage_and_is_then_up_to_date(tiny_repo):
+    repo, env = tiny_repo
+    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    assert 0 <= ev["synthetic_only"]["mIoU"] <= 1 and 0 <= ev["upper_bound_real"]["mIoU"] <= 1
+    assert set(ev["synthetic_only"]["per_class"]) >= {"background", "bird", "chair"}
+    q = json.loads((repo / "metrics/generator_quality.json").read_text())
+    assert 0 <= q["attention_iou_vs_truth_on_noised_renders"]["mean"] <= 1 and q["n_generated"] == 16
+    assert (repo / "reports/tables.md").read_text().startswith("# freemask")
+    assert (repo / "reports/samples.png").stat().st_size > 0
+    lock1 = (repo / "dvc.lock").read_text()
+    out = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    assert "up to date" in out.lower() or "didn't change" in out.lower()
+    assert (repo / "dvc.lock").read_text() == lock1
+
+    # an evaluate-only change reruns evaluate and what follows it, nothing before
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["batch_size"] = 5
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    # report follows only if the metrics changed (a batch size must not change them)
+    assert "evaluate" in ran and ran <= {"evaluate", "report"}, out
+
+
+def test_bad_param_fails_at_once_naming_the_key(tiny_repo):
+    repo, env = tiny_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["world"]["real_val_size"] = -3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "world.real_val_size" in r.stdout + r.stderr
+    assert not (repo / "data/world").exists()

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from freemask.data import shards
+from freemask.generators import train_toy
+from freemask.generators.toy import ToyGenerator
+from freemask.world.build import generator_sample
+
+
+@pytest.fixture
+def generator_set(tmp_path, tiny_world):
+    d = tmp_path / "gen_train"
+    shards.write_shard(d / shards.shard_name(0), ((f"{i:04d}", generator_sample(tiny_world, i)) for i in range(24)))
+    return d
+
+
+def _weights(path):
+    g = ToyGenerator.load(path)
+    return {k: v.clone() for k, v in g.unet.state_dict().items()}
+
+
+def test_training_saves_a_loadable_generator_in_diffusers_layout(tmp_path, generator_set, tiny_generator_cfg):
+    stats = train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "out", tmp_path / "work")
+    assert stats["steps"] == 4 and len(stats["loss_per_100_steps"]) == 1
+    for sub in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/tokenizer.json",
+                "scheduler/scheduler_config.json"):
+        assert (tmp_path / "out" / sub).exists(), sub
+    g = ToyGenerator.load(tmp_path / "out")
+    assert g.encode(["a photo of a boat on the water"]).shape == (1, 16, 16)
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_weights(tmp_path, generator_set, tiny_generator_cfg, monkeypatch):
+    train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "full", tmp_path / "w1")
+
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def dying_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # killed during step 3, after the checkpoint of step 2
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "resumed", tmp_path / "w2")
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert (tmp_path / "w2" / "state.pt").exists() and not (tmp_path / "resumed").exists()
+    train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "resumed", tmp_path / "w2")
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_missing_generator_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_generator"):
+        ToyGenerator.load(tmp_path / "nothing")
