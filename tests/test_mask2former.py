@@ -38,7 +38,7 @@ def squares(n: int, seed: int = 0, size: int = 32) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-TINY = dict(steps=30, batch_size=8, lr=2e-3, warmup_steps=5, input_size=32, eval_every=10, val_fraction=0.1, train_num_points=256)
+TINY = dict(steps=30, batch_size=8, lr=2e-3, warmup_steps=5, input_size=32, patch_size=2, eval_every=10, val_fraction=0.1, train_num_points=256)
 
 
 def test_default_model_size_and_forward_shapes():
@@ -86,6 +86,8 @@ def test_train_is_deterministic_and_predicts(tmp_path):
     a, b = load_segmenter(tmp_path / "a"), load_segmenter(tmp_path / "b")
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    init = build_model(NUM_LABELS, cfg).state_dict()
+    assert any(not torch.equal(sa[k], init[k]) for k in sa)  # it did train
 
     test_images, _ = squares(5, seed=1)
     pred = predict(a, test_images, batch_size=2)
@@ -118,6 +120,11 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path):
     train_segmenter(cfg, images, labels, NUM_LABELS, tmp_path / "m", progress=False)
     assert json.loads((tmp_path / "m" / "training.json").read_text())["steps"] == 4
     assert not (tmp_path / "m.old").exists() and not (tmp_path / "m.tmp").exists()
+
+
+def test_too_small_input_rejected():
+    with pytest.raises(ValueError, match="input_size"):
+        build_model(3, Train(input_size=32, patch_size=4))
 
 
 def test_load_missing_names_the_path(tmp_path):

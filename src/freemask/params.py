@@ -79,13 +79,13 @@ class Train(_Section):
 
     seed: int = 0
     threads: int = Field(1, ge=1)
-    steps: int = Field(1500, gt=0)
+    steps: int = Field(850, gt=0)
     batch_size: int = Field(16, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, ge=0)  # max gradient norm, 0 = off
-    input_size: int = Field(64, ge=32)
+    input_size: int = Field(128, ge=32)  # the 32 px toy images are upsampled 4x
     patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
     window_size: int = Field(4, ge=2)
     backbone_dim: int = Field(32, gt=0)  # Swin embed dim, doubled at each of the 4 stages
@@ -95,8 +95,8 @@ class Train(_Section):
     num_queries: int = Field(12, gt=0)
     decoder_layers: int = Field(2, gt=0)
     train_num_points: int = Field(1024, gt=0)
-    eval_every: int = Field(100, gt=0)
-    val_fraction: float = Field(0.05, gt=0, lt=1)
+    eval_every: int = Field(100, gt=0)  # held-out mIoU every this many steps, best weights kept
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # held out of the TRAINING data for model selection
 
 
 class Assess(_Section):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import shutil
 import time
@@ -32,13 +31,14 @@ from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Train
 
 IGNORE_INDEX = 255
+_U64 = (1 << 64) - 1
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 def _step_seed(seed: int, step: int) -> int:
     """A 63-bit seed derived from (seed, step) (SeedSequence mixes, so nearby pairs do not collide)."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed & _U64, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -55,6 +55,10 @@ def build_model(num_labels: int, cfg: Train, class_names: list[str] | None = Non
     if cfg.hidden_dim % 32:
         raise ValueError(f"train.hidden_dim must be a multiple of 32 (GroupNorm(32) in the pixel decoder), got {cfg.hidden_dim}")
     p = cfg.patch_size
+    if cfg.input_size < 16 * p:
+        # the coarsest feature map (stride 8 * patch_size) must be at least 2x2: the pixel decoder
+        # GroupNorm-s it and fails on 1x1 maps for a batch of one
+        raise ValueError(f"train.input_size must be >= 16 * train.patch_size = {16 * p}, got {cfg.input_size}")
     dims = [cfg.backbone_dim * 2**i for i in range(4)]
     backbone = SwinConfig(
         image_size=cfg.input_size,
@@ -185,7 +189,7 @@ def _split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     if n < 2:
         raise ValueError(f"need at least 2 training images to hold some out, got {n}")
     n_val = min(n - 1, max(1, int(round(n * fraction))))
-    perm = np.random.default_rng([seed, 0x5E6]).permutation(n)
+    perm = np.random.default_rng([seed & _U64, 0x5E6]).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
