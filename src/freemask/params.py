@@ -59,7 +59,7 @@ class Generate(_Section):
     steps: int = Field(25, gt=0)
     guidance: float = Field(3.0, ge=1)
     batch_size: int = Field(32, gt=0)
-    resolutions: list[int] = Field(default_factory=lambda: [16, 8], min_length=1)
+    resolutions: list[int] = Field(default_factory=lambda: [16], min_length=1)
     threshold: Threshold = Threshold()
     shard_size: int = Field(500, gt=0)
 
