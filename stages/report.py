@@ -4,6 +4,7 @@ from pathlib import Path
 
 from freemask.reports.grids import object_and_composite_grid
 from freemask.reports.tables import spine_report
+from freemask.io import write_text
 from freemask.runtime import run_stage
 from freemask.world.spec import CLASSES
 
@@ -13,7 +14,7 @@ def main(p):
     out.mkdir(exist_ok=True)
     metrics = json.loads(Path("metrics/eval.json").read_text())
     quality = json.loads(Path("metrics/generator_quality.json").read_text())
-    (out / "tables.md").write_text(spine_report(metrics, quality, list(CLASSES)))
+    write_text(out / "tables.md", spine_report(metrics, quality, list(CLASSES)))
     grid = object_and_composite_grid("data/generated/objects", "data/composed", p.report.grid_samples)
     grid.save(out / "samples.png")
 

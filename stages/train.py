@@ -21,7 +21,8 @@ def main(p):
         raise KeyError(f"stages/train.py: first argument must be one of {', '.join(SOURCES)}, got {which!r}")
     set_threads(p.train.threads)
     images, labels = SOURCES[which]()
-    stats = train_segmenter(p.train, images, labels, len(CLASSES) + 1, f"models/segmenter_{which}")
+    stats = train_segmenter(p.train, images, labels, len(CLASSES) + 1, f"models/segmenter_{which}",
+                            class_names=["background", *CLASSES])
     write_json(f"metrics/train_{which}.json", stats)
 
 

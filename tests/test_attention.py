@@ -36,12 +36,12 @@ def test_store_records_every_cross_attention_layer_by_resolution(tiny_generator)
         unet(x, t, encoder_hidden_states=ctx)
         unet(x, t, encoder_hidden_states=ctx)
     assert set(store.sums) == set(cross_attention_layers(unet))
-    assert set(store.layers_by_resolution()) == {16, 8}
+    assert set(store.layers_by_resolution()) == {32, 16, 8}  # every level has cross-attention
     assert all(c == 2 for c in store.counts.values())  # a running sum: one tensor per layer, however many steps
     assert all(s.shape[0] == 2 and s.shape[2] == 1 for s in store.sums.values())
     maps = store.maps(32, [16])
     assert maps.shape == (2, 1, 32, 32)
-    with pytest.raises(ValueError, match="recorded: \\[8, 16\\]"):
+    with pytest.raises(ValueError, match="recorded: \\[8, 16, 32\\]"):
         store.maps(32, [64])
 
 

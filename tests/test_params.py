@@ -66,3 +66,10 @@ def test_stage_exits_with_message_not_traceback(tmp_path, monkeypatch, capsys):
         run_stage(ran.append)
     assert exit_.value.code == 2 and not ran
     assert "generate.steps" in capsys.readouterr().err
+
+
+def test_generator_attention_levels_cannot_exceed_unet_levels():
+    data = dump_defaults()
+    data["train_generator"]["attention_levels"] = 4
+    with pytest.raises(ParamsError, match=r"train_generator.*attention_levels: 4 levels asked, the UNet has 3"):
+        validate(data)

@@ -54,3 +54,15 @@ def test_resume_after_interruption_gives_the_uninterrupted_weights(tmp_path, gen
 def test_missing_generator_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_generator"):
         ToyGenerator.load(tmp_path / "nothing")
+
+
+def test_without_text_layers_a_word_embedding_ignores_the_other_words(tiny_generator):
+    """The property the attention masks rest on: only the object word's own token carries the object."""
+    gen = tiny_generator
+    a = gen.encode(["a photo of a car on the road"])
+    b = gen.encode(["a photo of a car in the sky"])
+    c = gen.encode(["a photo of a boat on the road"])
+    car = 5  # [BOS] a photo of a car
+    assert torch.equal(a[0, car], b[0, car])
+    assert not torch.equal(a[0, car], c[0, car])
+    assert torch.equal(a[0, car + 1:car + 3], c[0, car + 1:car + 3])  # "on the" does not see the object

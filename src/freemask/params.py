@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -32,8 +32,8 @@ class World(_Section):
 
 class TrainGenerator(_Section):
     seed: int = 0
-    threads: int = Field(1, ge=1)
-    steps: int = Field(5000, gt=0)
+    threads: int = Field(2, ge=1)  # trained once, on an otherwise idle 2-core machine
+    steps: int = Field(3000, gt=0)
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
@@ -42,8 +42,16 @@ class TrainGenerator(_Section):
     channels: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=3)
     attention_heads: int = Field(2, gt=0)
     text_hidden: int = Field(64, gt=0)
-    text_layers: int = Field(2, gt=0)
+    attention_levels: int = Field(3, gt=0)  # UNet levels with self+cross attention, counted from the coarsest
+    text_layers: int = Field(0, ge=0)  # 0: each token's embedding carries only its own word (see toy.py)
     checkpoint_every: int = Field(250, gt=0)
+
+    @model_validator(mode="after")
+    def _levels_fit(self):
+        if self.attention_levels > len(self.channels):
+            raise ValueError(f"attention_levels: {self.attention_levels} levels asked, the UNet has "
+                             f"{len(self.channels)} (len of channels)")
+        return self
 
 
 class Threshold(_Section):

@@ -1,12 +1,11 @@
 """Process set-up shared by stage entry points and the CLI: params, threads, clean errors."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
+from .io import write_json  # noqa: F401  (stage scripts import it from here)
 from .params import ParamsError, load
 
 
@@ -30,9 +29,3 @@ def run_stage(fn: Callable[..., None]) -> None:
         sys.exit(2)
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

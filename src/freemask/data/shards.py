@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..io import write_with
 
 
 def encode_png(array: np.ndarray, palette: list[int] | None = None) -> bytes:
@@ -55,21 +56,20 @@ def _decode(name: str, data: bytes):
 
 def write_shard(path: str | Path, samples: Iterable[tuple[str, dict]]) -> None:
     """Write samples ``(key, {member_suffix: value})`` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            if "/" in key or "." in key:
-                raise ValueError(f"sample key {key!r} may not contain '/' or '.'")
-            for suffix in sorted(members):
-                data = _encode(suffix, members[suffix])
-                info = tarfile.TarInfo(f"{key}.{suffix}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for key, members in samples:
+                if "/" in key or "." in key:
+                    raise ValueError(f"sample key {key!r} may not contain '/' or '.'")
+                for suffix in sorted(members):
+                    data = _encode(suffix, members[suffix])
+                    info = tarfile.TarInfo(f"{key}.{suffix}")
+                    info.size, info.mtime, info.mode = len(data), 0, 0o644
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    tar.addfile(info, io.BytesIO(data))
+
+    write_with(path, write)
 
 
 def read_shard(path: str | Path) -> Iterator[tuple[str, dict]]:

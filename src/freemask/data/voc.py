@@ -6,12 +6,13 @@ class labels, 255 = ignore), ``ImageSets/Segmentation/<split>.txt`` (one id per 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..io import write_bytes
 
 IGNORE_INDEX = 255
 
@@ -31,30 +32,24 @@ def voc_palette(n: int = 256) -> list[int]:
     return pal
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_sample(root: str | Path, sample_id: str, image: np.ndarray, label: np.ndarray, jpeg_quality: int = 95) -> None:
     root = Path(root)
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=jpeg_quality)
-    _atomic_bytes(root / "JPEGImages" / f"{sample_id}.jpg", buf.getvalue())
+    write_bytes(root / "JPEGImages" / f"{sample_id}.jpg", buf.getvalue())
     lab = Image.fromarray(label.astype(np.uint8), mode="P")
     lab.putpalette(voc_palette())
     buf = io.BytesIO()
     lab.save(buf, format="PNG")
-    _atomic_bytes(root / "SegmentationClass" / f"{sample_id}.png", buf.getvalue())
+    write_bytes(root / "SegmentationClass" / f"{sample_id}.png", buf.getvalue())
 
 
 def write_split(root: str | Path, split: str, ids: list[str]) -> None:
     d = Path(root) / "ImageSets" / "Segmentation"
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_bytes(d / f"{split}.txt", "".join(f"{i}\n" for i in ids).encode())
+    write_bytes(d / f"{split}.txt", "".join(f"{i}\n" for i in ids).encode())
 
 
 class VOCSegmentation:

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import shards
+from ..io import write_json, write_text
 from ..masks.threshold import normalize01, threshold
 from ..params import Generate
 from ..world.build import prompt
@@ -90,7 +91,7 @@ def _prepare(out: Path, fingerprint: str) -> None:
     if out.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    write_text(stamp, fingerprint)
 
 
 def _run(plan: list[PlannedSample], out: Path, cfg: Generate, desc: str, make_shard) -> None:
@@ -109,7 +110,7 @@ def _run(plan: list[PlannedSample], out: Path, cfg: Generate, desc: str, make_sh
         shards.write_shard(path, records)
     bar.close()
     index = [p.__dict__ for p in plan]
-    (out / "index.json").write_text(json.dumps(index, indent=0, sort_keys=True) + "\n")
+    write_json(out / "index.json", index, indent=0)
 
 
 def generate_dataset(cfg: Generate, generator_dir: str | Path, out_dir: str | Path) -> dict:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data import shards
+from ..io import replace_dir, write_with
 from ..params import TrainGenerator
 from .toy import ToyGenerator, build_text_encoder, build_tokenizer, build_train_scheduler, build_unet
 
@@ -33,14 +32,12 @@ def load_training_set(directory: str | Path) -> tuple[torch.Tensor, list[str]]:
 def build_generator(cfg: TrainGenerator, resolution: int) -> ToyGenerator:
     tok = build_tokenizer()
     te = build_text_encoder(len(tok.get_vocab()), cfg.text_hidden, cfg.text_layers)
-    unet = build_unet(resolution, cfg.channels, cfg.text_hidden, cfg.attention_heads)
+    unet = build_unet(resolution, cfg.channels, cfg.text_hidden, cfg.attention_heads, cfg.attention_levels)
     return ToyGenerator(unet, te, tok, build_train_scheduler())
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Path, work_dir: str | Path) -> dict:
@@ -111,12 +108,7 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
                           "ema_text_encoder": ema_te.state_dict(), "opt": opt.state_dict()}, ckpt)
     bar.close()
 
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ToyGenerator(ema_unet.eval(), ema_te.eval(), gen.tokenizer, sched).save(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    replace_dir(out_dir, ToyGenerator(ema_unet.eval(), ema_te.eval(), gen.tokenizer, sched).save)
     curve = [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)]
     return {"steps": step, "final_loss": float(np.mean(losses[-200:])), "loss_per_100_steps": [round(c, 5) for c in curve],
             "params_unet": sum(p.numel() for p in ema_unet.parameters()),

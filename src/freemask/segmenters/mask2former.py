@@ -16,9 +16,6 @@ Conventions
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..io import replace_dir, write_json
 from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Train
 
@@ -207,21 +205,12 @@ def _evaluate(model, images: np.ndarray, labels: np.ndarray, num_labels: int, na
 
 
 def _save_atomically(model, stats: dict, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    old = out_dir.with_name(out_dir.name + ".old")
-    for d in (tmp, old):
-        if d.exists():
-            shutil.rmtree(d)
-    # transformers 5 always writes safetensors; safe_serialization is accepted and ignored.
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    (tmp / "training.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old.exists():
-        shutil.rmtree(old)
+    def write(tmp: Path) -> None:
+        # transformers 5 always writes safetensors; safe_serialization is accepted and ignored.
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        write_json(tmp / "training.json", stats)
+
+    replace_dir(out_dir, write)
 
 
 def train_segmenter(

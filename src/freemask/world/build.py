@@ -6,13 +6,13 @@ ordering or on how the work is split.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ..data import shards, voc
+from ..io import write_text
 from ..params import World
 from .captions import caption_corpus
 from .render import render_scene, sample_layout, single_object_layout
@@ -94,17 +94,11 @@ def _write_voc(cfg: World, root: Path) -> None:
         voc.write_split(root, split, ids)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build_world(cfg: World, out_dir: str | Path) -> None:
     """Write everything the toy world provides under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "priors.json", json.dumps(true_priors(), indent=1, sort_keys=True) + "\n")
-    _atomic_text(out / "captions.txt", "\n".join(caption_corpus(cfg.seed, cfg.captions, cfg.max_objects)) + "\n")
+    write_text(out / "priors.json", json.dumps(true_priors(), indent=1, sort_keys=True) + "\n")
+    write_text(out / "captions.txt", "\n".join(caption_corpus(cfg.seed, cfg.captions, cfg.max_objects)) + "\n")
     _write_generator_set(cfg, out / "generator_train")
     _write_voc(cfg, out / "voc")
