@@ -55,19 +55,21 @@ class TrainGenerator(_Section):
 
 
 class Threshold(_Section):
-    rule: Literal["fixed", "otsu"] = "fixed"
+    rule: Literal["fixed", "otsu"] = "otsu"
     value: float = Field(0.5, gt=0, lt=1)
 
 
 class Generate(_Section):
     seed: int = 0
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     per_class: int = Field(60, gt=0)
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(25, gt=0)
     guidance: float = Field(3.0, ge=1)
     batch_size: int = Field(32, gt=0)
-    resolutions: list[int] = Field(default_factory=lambda: [16], min_length=1)
+    # chosen on noised renders with seed 1 (assess reports seed 0): 32x32 maps with Otsu scored
+    # 0.905 mean / 0.73 worst class, 32+16 at 0.6 scored 0.825, 16 alone at 0.6 scored 0.74
+    resolutions: list[int] = Field(default_factory=lambda: [32], min_length=1)
     threshold: Threshold = Threshold()
     shard_size: int = Field(500, gt=0)
 
@@ -86,7 +88,7 @@ class Train(_Section):
     """Micro Mask2Former (tiny Swin backbone, random init) and its training schedule."""
 
     seed: int = 0
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     steps: int = Field(850, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: float = Field(3e-3, gt=0)
@@ -109,14 +111,14 @@ class Train(_Section):
 
 class Assess(_Section):
     seed: int = 0
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     classifier_steps: int = Field(1500, gt=0)
     renders_per_class: int = Field(30, gt=0)
     noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
 
 
 class Evaluate(_Section):
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     batch_size: int = Field(32, gt=0)
 
 
