@@ -1,6 +1,9 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
 from freemask.generators.attention import AttentionStore, CrossAttentionRecorder, cross_attention_layers, recording, token_positions
 from freemask.generators.sampling import sample
@@ -62,6 +65,21 @@ def test_only_the_conditional_branch_is_recorded_under_guidance(tiny_generator):
     assert store.batch_slice == slice(1, 2)
     assert all(s.shape[0] == 1 for s in store.sums.values())
     assert all(c == 2 for c in store.counts.values())
+
+
+def test_only_steps_up_to_max_timestep_are_recorded(tiny_generator):
+    """DDIM with 10 steps visits 900, 800, ..., 0: a window of <= 200 keeps the last three."""
+    prompt = ["a photo of a car on the road"]
+    store = AttentionStore(torch.tensor([[5]]))
+    windowed = sample(tiny_generator, prompt, [3], steps=10, guidance=3.0, store=store, record_max_timestep=200)
+    assert all(c == 3 for c in store.counts.values())
+    plain = sample(tiny_generator, prompt, [3], steps=10, guidance=3.0)  # SDPA: equal up to float rounding
+    assert np.abs(windowed.astype(int) - plain).max() <= 1
+    offset = dataclasses.replace(tiny_generator, scheduler=DDPMScheduler.from_config(
+        tiny_generator.scheduler.config, steps_offset=1))  # timesteps 501, 1
+    with pytest.raises(ValueError, match="generate.max_timestep=0 is below every one"):
+        sample(offset, prompt, [3], steps=2, guidance=3.0, store=AttentionStore(torch.tensor([[5]])),
+               record_max_timestep=0)
 
 
 def test_token_positions_handle_multi_word_names_and_report_missing_words():

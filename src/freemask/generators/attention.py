@@ -3,7 +3,7 @@
 ``CrossAttentionRecorder`` replaces the processor of every cross-attention layer (``attn2``) of
 a ``UNet2DConditionModel``; it computes the attention probabilities explicitly, adds the
 columns of the requested tokens to a running sum kept on the device (so memory does not grow
-with the number of denoising steps), and returns exactly what the standard processor returns.
+with the number of denoising steps), and returns what the standard processor returns (up to float rounding).
 Under classifier-free guidance only the conditional half of the batch is recorded.
 """
 from __future__ import annotations

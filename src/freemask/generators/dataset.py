@@ -64,7 +64,8 @@ def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate)
         pos = token_positions(gen.tokenizer, p.prompt, p.cls)
         idx.append(pos[0] if len(pos) == 1 else pos[-1])
     store = AttentionStore(torch.tensor(idx)[:, None])
-    images = sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store)
+    images = sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
+                    record_max_timestep=cfg.max_timestep)
     maps = normalize01(store.maps(images.shape[1], cfg.resolutions)[:, 0].numpy()).astype(np.float32)
     masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
     return images, maps, masks

@@ -16,9 +16,10 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, guidance: float,
-           store: AttentionStore | None = None) -> np.ndarray:
+           store: AttentionStore | None = None, record_max_timestep: int | None = None) -> np.ndarray:
     """Generate one image per prompt; returns uint8 (B, R, R, 3). If ``store`` is given, the
-    cross-attention of the conditional branch is recorded into it at every step."""
+    cross-attention of the conditional branch is recorded into it at every step whose timestep
+    is at most ``record_max_timestep`` (every step if None)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     unet = gen.unet
@@ -32,10 +33,16 @@ def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, 
     sched.set_timesteps(steps)
     R = unet.config.sample_size
     x = initial_noise(seeds, (unet.config.in_channels, R, R))
+    recorded = [int(t) for t in sched.timesteps if record_max_timestep is None or int(t) <= record_max_timestep]
+    if store is not None and not recorded:
+        raise ValueError(f"generate.max_timestep={record_max_timestep} is below every one of the {steps} sampling "
+                         f"timesteps (smallest {int(sched.timesteps[-1])}); nothing would be recorded")
 
     def run() -> torch.Tensor:
         nonlocal x
         for t in sched.timesteps:
+            if store is not None:
+                store.active = int(t) in recorded
             inp = torch.cat([x, x]) if cfg else x
             eps = unet(inp, t, encoder_hidden_states=context).sample
             if cfg:
