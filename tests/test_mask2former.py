@@ -82,6 +82,10 @@ def test_train_is_deterministic_and_predicts(tmp_path):
     assert json.loads((tmp_path / "a" / "training.json").read_text())["best_step"] == stats["best_step"]
     assert (tmp_path / "a" / "model.safetensors").is_file()
     assert not (tmp_path / "a.tmp").exists()
+    # byte-identical folders, or DVC sees a changed output on every run
+    files = sorted(f.name for f in (tmp_path / "a").iterdir())
+    assert files == sorted(f.name for f in (tmp_path / "b").iterdir())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
     a, b = load_segmenter(tmp_path / "a"), load_segmenter(tmp_path / "b")
     sa, sb = a.state_dict(), b.state_dict()

@@ -307,7 +307,8 @@ def train_segmenter(
         "best_heldout_per_class": best.get("per_class"),
         "n_params": n_parameters(model),
         "input_size": size,
-        "seconds": round(time.time() - t0, 1),
-    }
+    }  # no wall-clock time here: it would change the stage's output hash from run to run
     _save_atomically(model, stats, Path(out_dir))
+    if progress:
+        tqdm.write(f"train segmenter: {time.time() - t0:.0f} s")
     return stats
