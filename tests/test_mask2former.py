@@ -141,3 +141,14 @@ def test_bad_labels_rejected(tmp_path):
     labels[0, 0, 0] = 7
     with pytest.raises(ValueError, match=r"\[7\]"):
         train_segmenter(Train(**TINY), images, labels, NUM_LABELS, tmp_path / "x", progress=False)
+
+
+def test_photometric_augmentation_is_seeded_bounded_and_off_at_zero():
+    from freemask.segmenters.mask2former import photometric
+
+    x = torch.rand(4, 3, 8, 8)
+    a = photometric(x, torch.Generator().manual_seed(1), 0.2, 0.04)
+    b = photometric(x, torch.Generator().manual_seed(1), 0.2, 0.04)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(photometric(x, torch.Generator().manual_seed(1), 0.0, 0.0), x)

@@ -98,6 +98,8 @@ class Train(_Section):
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, ge=0)  # max gradient norm, 0 = off
+    color_jitter: float = Field(0.2, ge=0, lt=1)  # brightness and tint jitter of training images
+    pixel_noise: float = Field(0.04, ge=0)  # std of Gaussian noise on [0, 1] pixels
     input_size: int = Field(128, ge=32)  # the 32 px toy images are upsampled 4x
     patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
     window_size: int = Field(4, ge=2)
