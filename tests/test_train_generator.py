@@ -66,3 +66,29 @@ def test_without_text_layers_a_word_embedding_ignores_the_other_words(tiny_gener
     assert torch.equal(a[0, car], b[0, car])
     assert not torch.equal(a[0, car], c[0, car])
     assert torch.equal(a[0, car + 1:car + 3], c[0, car + 1:car + 3])  # "on the" does not see the object
+
+
+def test_raising_steps_continues_from_the_finished_run(tmp_path, generator_set, tiny_generator_cfg, capsys):
+    """A longer run resumes from the shorter one's final checkpoint and equals an uninterrupted run."""
+    train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "full", tmp_path / "w1")
+    short = tiny_generator_cfg.model_copy(update={"steps": 2})
+    train_toy.train_generator(short, generator_set, tmp_path / "short", tmp_path / "w2")
+    stats = train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "long", tmp_path / "w2")
+    assert "resuming at step 2" in capsys.readouterr().out
+    assert stats["steps"] == 4
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "long")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_from_other_params_is_not_resumed(tmp_path, generator_set, tiny_generator_cfg, capsys):
+    train_toy.train_generator(tiny_generator_cfg, generator_set, tmp_path / "a", tmp_path / "w")
+    other = tiny_generator_cfg.model_copy(update={"lr": 0.01})
+    train_toy.train_generator(other, generator_set, tmp_path / "b", tmp_path / "w")
+    assert "starting afresh" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_the_saved_scheduler_names_what_the_unet_predicts(tmp_path, generator_set, tiny_generator_cfg, prediction):
+    cfg = tiny_generator_cfg.model_copy(update={"prediction": prediction, "steps": 1})
+    train_toy.train_generator(cfg, generator_set, tmp_path / "out", tmp_path / "work")
+    assert ToyGenerator.load(tmp_path / "out").scheduler.config.prediction_type == prediction

@@ -44,6 +44,10 @@ class TrainGenerator(_Section):
     text_hidden: int = Field(64, gt=0)
     attention_levels: int = Field(3, gt=0)  # UNet levels with self+cross attention, counted from the coarsest
     text_layers: int = Field(0, ge=0)  # 0: each token's embedding carries only its own word (see toy.py)
+    # What the UNet predicts. "v_prediction" (Salimans & Ho 2022): at high noise the model predicts
+    # the image itself, so the scene's colour comes from the prompt; with "epsilon" it comes from
+    # noise errors amplified by 1/sqrt(alpha_bar) (see toy.build_train_scheduler).
+    prediction: Literal["epsilon", "v_prediction"] = "v_prediction"
     checkpoint_every: int = Field(250, gt=0)
 
     @model_validator(mode="after")

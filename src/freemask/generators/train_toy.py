@@ -1,7 +1,9 @@
 """Trains the toy text-to-image generator to a fixed step count, resumably.
 
-Each step draws its batch, noise and timesteps from a generator seeded by (seed, step), so a
-run resumed from a checkpoint takes exactly the steps an uninterrupted run takes.
+Each step draws its batch, noise and timesteps from a generator seeded by (seed, step), and the
+learning rate is constant after warm-up, so a run resumed from a checkpoint takes exactly the
+steps an uninterrupted run takes -- also when ``steps`` was raised since: the checkpoint of the
+finished run is kept, and a longer run continues from it instead of starting over.
 """
 from __future__ import annotations
 
@@ -33,7 +35,14 @@ def build_generator(cfg: TrainGenerator, resolution: int) -> ToyGenerator:
     tok = build_tokenizer()
     te = build_text_encoder(len(tok.get_vocab()), cfg.text_hidden, cfg.text_layers)
     unet = build_unet(resolution, cfg.channels, cfg.text_hidden, cfg.attention_heads, cfg.attention_levels)
-    return ToyGenerator(unet, te, tok, build_train_scheduler())
+    return ToyGenerator(unet, te, tok, build_train_scheduler(cfg.prediction))
+
+
+def training_fingerprint(cfg: TrainGenerator, n_images: int, resolution: int) -> str:
+    """What a checkpoint must share with the run that resumes it: everything but the step count
+    and the knobs that do not change the arithmetic."""
+    kept = cfg.model_dump(exclude={"steps", "threads", "checkpoint_every"})
+    return json.dumps(kept, sort_keys=True) + f"|{n_images}|{resolution}"
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -57,11 +66,11 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / "state.pt"
-    fingerprint = json.dumps(cfg.model_dump(), sort_keys=True) + f"|{len(images)}|{resolution}"
+    fingerprint = training_fingerprint(cfg, len(images), resolution)
     step, losses = 0, []
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        if state["fingerprint"] == fingerprint:
+        if state["fingerprint"] == fingerprint and state["step"] <= cfg.steps:
             gen.unet.load_state_dict(state["unet"])
             gen.text_encoder.load_state_dict(state["text_encoder"])
             ema_unet.load_state_dict(state["ema_unet"])
@@ -70,7 +79,8 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
             step, losses = state["step"], state["losses"]
             print(f"generator: resuming at step {step}")
         else:
-            print("generator: checkpoint is from other params or data; starting afresh")
+            why = "other params or data" if state["fingerprint"] != fingerprint else f"step {state['step']} > steps"
+            print(f"generator: checkpoint is from {why}; starting afresh")
 
     gen.unet.train()
     gen.text_encoder.train()
@@ -86,7 +96,8 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=g)
         pred = gen.unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=gen.text_encoder(ids).last_hidden_state).sample
-        loss = F.mse_loss(pred, noise)
+        target = noise if cfg.prediction == "epsilon" else sched.get_velocity(x0, noise, t)
+        loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -102,7 +113,7 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _atomic_save({"fingerprint": fingerprint, "step": step, "losses": losses, "unet": gen.unet.state_dict(),
                           "text_encoder": gen.text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
                           "ema_text_encoder": ema_te.state_dict(), "opt": opt.state_dict()}, ckpt)
