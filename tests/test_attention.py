@@ -101,3 +101,36 @@ def test_sampling_is_deterministic_and_per_sample_seeded(tiny_generator):
 def test_unknown_prompt_words_are_named(tiny_generator):
     with pytest.raises(KeyError, match="zebra"):
         tiny_generator.encode(["a photo of a zebra on the road"])
+
+
+def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinity(tiny_generator):
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    store = AttentionStore(torch.tensor([[5], [8]]), batch_slice=slice(0, 2), self_attention_resolution=16)
+    with torch.no_grad(), recording(unet, store):
+        unet(x, t, encoder_hidden_states=ctx)
+        unet(x, t, encoder_hidden_states=ctx)
+    aff = store.affinity()
+    assert aff.shape == (2, 256, 256)
+    assert torch.allclose(aff.sum(-1), torch.ones(2, 256), atol=1e-5)  # mean of softmax rows over layers and steps
+    n_layers = sum(1 for n in unet.attn_processors if ".attn1." in n and n.startswith(("down_blocks.1", "up_blocks.1")))
+    assert store.self_count == 2 * n_layers
+    assert set(store.sums) == set(cross_attention_layers(unet))  # cross-attention is recorded as before
+    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+
+
+def test_affinity_without_self_attention_recording_is_a_clear_error():
+    with pytest.raises(ValueError, match="no self-attention recorded"):
+        AttentionStore(torch.tensor([[5]])).affinity()
+
+
+def test_guidance_applies_only_up_to_guidance_max_timestep(tiny_generator):
+    pr, seeds = ["a photo of a car on the road", "a photo of a bird in the sky"], [3, 4]
+    plain = sample(tiny_generator, pr, seeds, steps=4, guidance=1.0)
+    full = sample(tiny_generator, pr, seeds, steps=4, guidance=3.0)
+    assert np.array_equal(sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=-1), plain)  # below every step
+    assert np.array_equal(sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=1000), full)
+    store = AttentionStore(torch.tensor([[5], [5]]))
+    part = sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=500, store=store)
+    assert not np.array_equal(part, plain) and not np.array_equal(part, full)
+    assert all(s.shape[0] == 2 and c == 4 for s, c in zip(store.sums.values(), store.counts.values()))

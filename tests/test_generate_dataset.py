@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from freemask.data import shards
 from freemask.generators.dataset import generate_dataset, plan_objects
@@ -52,3 +53,21 @@ def test_threshold_rules():
     m = normalize01(m + 0.01 * np.random.default_rng(0).random((10, 10)))
     assert 0.05 < otsu_threshold(m) < 0.95
     assert threshold(m, "otsu").sum() == 9 and threshold(m, "fixed", 0.5).sum() == 9
+
+
+def test_affinity_rule_gives_masks_from_the_generators_own_self_attention(tiny_generator, tiny_generate_cfg):
+    from freemask.generators.dataset import attention_masks
+
+    cfg = tiny_generate_cfg.model_copy(update={"threshold": tiny_generate_cfg.threshold.model_copy(update={"rule": "affinity"}),
+                                              "refine": tiny_generate_cfg.refine.model_copy(update={"resolution": 16}),
+                                              "max_timestep": 1000})
+    plan = plan_objects(cfg)[:3]
+    images, maps, masks = attention_masks(tiny_generator, plan, cfg)
+    assert images.shape == (3, 32, 32, 3) and masks.shape == (3, 32, 32) and masks.dtype == bool
+    grid = np.arange(0.05, 1.0, 0.05)
+    for m, mask in zip(maps, masks):  # every mask is the raw map cut at one grid threshold
+        assert any(np.array_equal(mask, m > tau) for tau in grid)
+
+    bad = cfg.model_copy(update={"refine": cfg.refine.model_copy(update={"resolution": 64})})
+    with pytest.raises(ValueError, match=r"generate.refine.resolution=64.*\[8, 16, 32\]"):
+        attention_masks(tiny_generator, plan, bad)

@@ -39,10 +39,10 @@ def generate(
     import torch
     from PIL import Image
 
-    from .generators.attention import AttentionStore, token_positions
+    from .generators.attention import token_positions
+    from .generators.dataset import masks_from_store, new_store
     from .generators.sampling import sample
     from .generators.toy import ToyGenerator
-    from .masks.threshold import normalize01, threshold
     from .world.spec import CLASSES
 
     cfg = _params(params).generate
@@ -52,13 +52,14 @@ def generate(
         word = word or next((w for w in prompt.split() if w in CLASSES), "")
         if not word:
             raise KeyError(f"no class word in {prompt!r}; pass --word")
-        store = AttentionStore(torch.tensor([[token_positions(gen.tokenizer, prompt, word)[0]]]))
-        image = sample(gen, [prompt], [seed], cfg.steps, cfg.guidance, store)[0]
+        store = new_store(torch.tensor([[token_positions(gen.tokenizer, prompt, word)[0]]]), cfg)
+        image = sample(gen, [prompt], [seed], cfg.steps, cfg.guidance, store, record_max_timestep=cfg.max_timestep,
+                       guidance_max_timestep=cfg.guidance_max_timestep)[0]
     except (KeyError, FileNotFoundError) as err:
         typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
         raise typer.Exit(2) from None
-    amap = normalize01(store.maps(image.shape[0], cfg.resolutions)[0, 0].numpy())
-    mask = threshold(amap, cfg.threshold.rule, cfg.threshold.value)
+    maps, masks = masks_from_store(store, image.shape[0], cfg)
+    amap, mask = maps[0], masks[0]
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(out / "mask.png")

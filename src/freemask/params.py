@@ -59,8 +59,19 @@ class TrainGenerator(_Section):
 
 
 class Threshold(_Section):
-    rule: Literal["fixed", "otsu"] = "otsu"
+    # fixed: map > value; otsu: Otsu's threshold per map; affinity: paper §3.1.2, the per-image
+    # threshold whose mask best matches the map refined by a random walk (see `refine`)
+    rule: Literal["fixed", "otsu", "affinity"] = "otsu"
     value: float = Field(0.5, gt=0, lt=1)
+
+
+class Refine(_Section):
+    """Random-walk refinement on self-attention affinities (used by threshold.rule = affinity)."""
+
+    resolution: int = Field(32, gt=0)  # the self-attention layers whose maps are the affinities
+    beta: float = Field(1.0, gt=0)  # affinity power (AffinityNet's beta)
+    walk_steps: int = Field(2, ge=0)
+    grid_step: float = Field(0.05, gt=0, lt=0.5)  # candidate thresholds: grid_step, 2*grid_step, ... < 1
 
 
 class Generate(_Section):
@@ -70,6 +81,8 @@ class Generate(_Section):
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(25, gt=0)
     guidance: float = Field(3.0, ge=1)
+    # guidance only at steps with timestep <= this (1000: every step); see sampling.sample
+    guidance_max_timestep: int = Field(1000, gt=0, le=1000)
     batch_size: int = Field(32, gt=0)
     # chosen on noised renders with seed 1 (assess reports seed 0): 32x32 maps with Otsu scored
     # 0.905 mean / 0.73 worst class, 32+16 at 0.6 scored 0.825, 16 alone at 0.6 scored 0.74
@@ -78,6 +91,7 @@ class Generate(_Section):
     # scatter the 32x32 maps (64 seed-7 samples vs the oracle: all steps 0.27, <=400 0.43, <=200 0.47)
     max_timestep: int = Field(200, gt=0, le=1000)
     threshold: Threshold = Threshold()
+    refine: Refine = Refine()
     shard_size: int = Field(500, gt=0)
 
 

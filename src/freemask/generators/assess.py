@@ -12,12 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..masks.threshold import normalize01, threshold
+
 from ..metrics.segmentation import mask_iou
 from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, class_index
-from .attention import AttentionStore, recording, token_positions
+from .attention import recording, token_positions
+from .dataset import masks_from_store, new_store
 from .toy import ToyGenerator
 
 
@@ -69,8 +70,8 @@ def per_class_mean(values: np.ndarray, classes: list[str]) -> dict:
 
 
 @torch.no_grad()
-def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timesteps: list[int], resolutions: list[int],
-                        rule: str, value: float, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timesteps: list[int], gcfg,
+                        resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Attention masks of real renders noised at ``timesteps`` (maps averaged), with their true masks."""
     images, truths, classes, prompts = [], [], [], []
     for k, cls in enumerate(CLASSES):
@@ -84,15 +85,14 @@ def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timestep
             prompts.append(prompt([cls], bg))
     x0 = _to_tensor(np.stack(images))
     idx = torch.tensor([token_positions(gen.tokenizer, p, c)[0] for p, c in zip(prompts, classes)])[:, None]
-    store = AttentionStore(idx)
+    store = new_store(idx, gcfg)
     context = gen.encode(prompts)
     g = torch.Generator().manual_seed(seed)
     with recording(gen.unet, store):
         for t in timesteps:
             tt = torch.full((len(x0),), t, dtype=torch.long)
             gen.unet(gen.scheduler.add_noise(x0, torch.randn(x0.shape, generator=g), tt), tt, encoder_hidden_states=context)
-    maps = normalize01(store.maps(resolution, resolutions)[:, 0].numpy())
-    masks = np.stack([threshold(m, rule, value) for m in maps])
+    _, masks = masks_from_store(store, resolution, gcfg)
     return masks, np.stack(truths), classes
 
 
@@ -134,8 +134,7 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     oracle = predict(load_segmenter(oracle_dir), images)
     oracle_masks = np.stack([o == class_index(c) for o, c in zip(oracle, classes)])
 
-    nm, nt, ncls = noised_render_masks(gen, cfg.renders_per_class, cfg.seed, cfg.noise_timesteps, gcfg.resolutions,
-                                       gcfg.threshold.rule, gcfg.threshold.value, images.shape[1])
+    nm, nt, ncls = noised_render_masks(gen, cfg.renders_per_class, cfg.seed, cfg.noise_timesteps, gcfg, images.shape[1])
     held_out = classify(clf, render_x[-2000:]) == render_y[-2000:]
     return {
         "classifier_accuracy_on_generated": per_class_mean(correct, classes),

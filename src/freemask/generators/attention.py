@@ -5,6 +5,10 @@ a ``UNet2DConditionModel``; it computes the attention probabilities explicitly, 
 columns of the requested tokens to a running sum kept on the device (so memory does not grow
 with the number of denoising steps), and returns what the standard processor returns (up to float rounding).
 Under classifier-free guidance only the conditional half of the batch is recorded.
+
+When asked (``self_attention_resolution``), the self-attention layers (``attn1``) at that
+resolution are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
+``freemask.masks.refine`` uses to refine the maps.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ class AttentionStore:
     (``slice(B, 2B)`` when the batch is [unconditional, conditional]).
     """
 
-    def __init__(self, token_index: torch.Tensor, batch_slice: slice | None = None):
+    def __init__(self, token_index: torch.Tensor, batch_slice: slice | None = None,
+                 self_attention_resolution: int | None = None):
         if token_index.ndim != 2:
             raise ValueError(f"token_index must be (batch, tokens), got shape {tuple(token_index.shape)}")
         self.token_index = token_index.long()
@@ -32,15 +37,40 @@ class AttentionStore:
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
         self.resolution: dict[str, int] = {}
+        self.self_attention_resolution = self_attention_resolution
+        self.self_sum: torch.Tensor | None = None
+        self.self_count = 0
+
+    def _conditional(self, probs: torch.Tensor, heads: int) -> torch.Tensor:
+        bh, hw, seq = probs.shape
+        p = probs.view(bh // heads, heads, hw, seq).mean(1)
+        return p[self.batch_slice] if self.batch_slice is not None else p
+
+    def add_self(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None) -> None:
+        """``probs``: (batch * heads, HW, HW) self-attention of one layer call; kept if at the asked resolution."""
+        hw = probs.shape[1]
+        r = height if height is not None else int(round(math.sqrt(hw)))
+        if not self.active or r != self.self_attention_resolution:
+            return
+        p = self._conditional(probs, heads).detach()
+        if self.self_sum is None:
+            self.self_sum = p.clone()
+        else:
+            self.self_sum += p
+        self.self_count += 1
+
+    def affinity(self) -> torch.Tensor:
+        """(B, HW, HW): self-attention at ``self_attention_resolution``, mean over layers and steps."""
+        if self.self_sum is None:
+            raise ValueError(f"no self-attention recorded at resolution {self.self_attention_resolution}")
+        return self.self_sum / self.self_count
 
     def add(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None) -> None:
         """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call."""
         if not self.active:
             return
-        bh, hw, seq = probs.shape
-        p = probs.view(bh // heads, heads, hw, seq).mean(1)
-        if self.batch_slice is not None:
-            p = p[self.batch_slice]
+        hw = probs.shape[1]
+        p = self._conditional(probs, heads)
         idx = self.token_index.to(p.device)
         if idx.shape[0] != p.shape[0]:
             raise ValueError(f"attention store expects {idx.shape[0]} prompts, layer {layer} sees {p.shape[0]}")
@@ -77,10 +107,11 @@ class AttentionStore:
 
 
 class CrossAttentionRecorder:
-    """Attention processor for a cross-attention layer that records into an ``AttentionStore``."""
+    """Attention processor that records a layer's attention probabilities into an ``AttentionStore``:
+    token columns for cross-attention, the full map for self-attention (``self_attention=True``)."""
 
-    def __init__(self, store: AttentionStore, layer: str):
-        self.store, self.layer = store, layer
+    def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False):
+        self.store, self.layer, self.self_attention = store, layer, self_attention
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         residual = hidden_states
@@ -103,7 +134,7 @@ class CrossAttentionRecorder:
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
         probs = attn.get_attention_scores(query, key, attention_mask)
-        self.store.add(self.layer, probs, attn.heads, height)
+        (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
@@ -121,7 +152,8 @@ def cross_attention_layers(unet) -> list[str]:
 
 
 class recording:
-    """Context manager: install recorders on every cross-attention layer, restore the old processors after."""
+    """Context manager: install recorders on every cross-attention layer (and on the self-attention
+    layers if the store asks for affinities), restore the old processors after."""
 
     def __init__(self, unet, store: AttentionStore):
         self.unet, self.store = unet, store
@@ -131,6 +163,9 @@ class recording:
         procs = dict(self.previous)
         for name in cross_attention_layers(self.unet):
             procs[name] = CrossAttentionRecorder(self.store, name)
+        if self.store.self_attention_resolution is not None:
+            for name in (n for n in self.previous if ".attn1." in n):
+                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True)
         self.unet.set_attn_processor(procs)
         return self.store
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..data import shards
 from ..io import write_json, write_text
+from ..masks.refine import affinity_masks
 from ..masks.threshold import normalize01, threshold
 from ..params import Generate
 from ..world.build import prompt
@@ -63,12 +64,32 @@ def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate)
     for p in plan:
         pos = token_positions(gen.tokenizer, p.prompt, p.cls)
         idx.append(pos[0] if len(pos) == 1 else pos[-1])
-    store = AttentionStore(torch.tensor(idx)[:, None])
+    store = new_store(torch.tensor(idx)[:, None], cfg)
     images = sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
-                    record_max_timestep=cfg.max_timestep)
-    maps = normalize01(store.maps(images.shape[1], cfg.resolutions)[:, 0].numpy()).astype(np.float32)
-    masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
+                    record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
+    maps, masks = masks_from_store(store, images.shape[1], cfg)
     return images, maps, masks
+
+
+def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
+    """An attention store that also records self-attention when the threshold rule needs affinities."""
+    res = cfg.refine.resolution if cfg.threshold.rule == "affinity" else None
+    return AttentionStore(token_index, self_attention_resolution=res)
+
+
+def masks_from_store(store: AttentionStore, size: int, cfg: Generate) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised (B, size, size) maps of the first recorded token and their masks by ``cfg.threshold.rule``."""
+    maps = normalize01(store.maps(size, cfg.resolutions)[:, 0].numpy()).astype(np.float32)
+    if cfg.threshold.rule == "affinity":
+        r = cfg.refine
+        grid = np.arange(r.grid_step, 1.0 - 1e-9, r.grid_step)
+        if store.self_sum is None:
+            raise ValueError(f"generate.refine.resolution={r.resolution}: the generator has no self-attention "
+                             f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})")
+        _, _, masks = affinity_masks(maps, store.affinity(), r.beta, r.walk_steps, grid)
+    else:
+        masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
+    return maps, masks
 
 
 def _object_records(plan, images, maps, masks):
@@ -126,7 +147,8 @@ def generate_dataset(cfg: Generate, generator_dir: str | Path, out_dir: str | Pa
         return _object_records(batch, *attention_masks(gen, batch, cfg))
 
     def scenes(batch):
-        imgs = sample(gen, [p.prompt for p in batch], [p.seed for p in batch], cfg.steps, cfg.guidance)
+        imgs = sample(gen, [p.prompt for p in batch], [p.seed for p in batch], cfg.steps, cfg.guidance,
+                      guidance_max_timestep=cfg.guidance_max_timestep)
         return ((p.key, {"image.png": im, "meta.json": {"prompt": p.prompt, "background": p.background, "seed": p.seed}})
                 for p, im in zip(batch, imgs))
 

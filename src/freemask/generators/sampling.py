@@ -16,19 +16,23 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, guidance: float,
-           store: AttentionStore | None = None, record_max_timestep: int | None = None) -> np.ndarray:
+           store: AttentionStore | None = None, record_max_timestep: int | None = None,
+           guidance_max_timestep: int | None = None) -> np.ndarray:
     """Generate one image per prompt; returns uint8 (B, R, R, 3). If ``store`` is given, the
     cross-attention of the conditional branch is recorded into it at every step whose timestep
-    is at most ``record_max_timestep`` (every step if None)."""
+    is at most ``record_max_timestep`` (every step if None).
+
+    Classifier-free guidance is applied at the steps whose timestep is at most
+    ``guidance_max_timestep`` (all steps if None); above it the conditional prediction is used
+    alone. Guidance in a limited interval (Kynkaanniemi et al., 2024): at high noise the
+    unconditional prediction is the training set's average scene, and extrapolating away from it
+    there pushes the image's colours off their scene's (a sky came out green at guidance 3)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     unet = gen.unet
     n = len(prompts)
-    cfg = guidance > 1.0
     cond = gen.encode(prompts)
-    context = torch.cat([gen.encode([""] * n), cond]) if cfg else cond
-    if store is not None:
-        store.batch_slice = slice(n, 2 * n) if cfg else None
+    both = torch.cat([gen.encode([""] * n), cond]) if guidance > 1.0 else None
     sched = DDIMScheduler.from_config(gen.scheduler.config)
     sched.set_timesteps(steps)
     R = unet.config.sample_size
@@ -41,14 +45,16 @@ def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, 
     def run() -> torch.Tensor:
         nonlocal x
         for t in sched.timesteps:
+            guided = both is not None and (guidance_max_timestep is None or int(t) <= guidance_max_timestep)
             if store is not None:
                 store.active = int(t) in recorded
-            inp = torch.cat([x, x]) if cfg else x
-            eps = unet(inp, t, encoder_hidden_states=context).sample
-            if cfg:
-                eu, ec = eps.chunk(2)
-                eps = eu + guidance * (ec - eu)
-            x = sched.step(eps, t, x).prev_sample
+                store.batch_slice = slice(n, 2 * n) if guided else None
+            if guided:
+                eu, ec = unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+                out = eu + guidance * (ec - eu)
+            else:
+                out = unet(x, t, encoder_hidden_states=cond).sample
+            x = sched.step(out, t, x).prev_sample
         return x
 
     if store is not None:
