@@ -61,13 +61,15 @@ class TrainGenerator(_Section):
 class Threshold(_Section):
     # fixed: map > value; otsu: Otsu's threshold per map; affinity: paper §3.1.2, the per-image
     # threshold whose mask best matches the map refined by a random walk (see `refine`)
-    rule: Literal["fixed", "otsu", "affinity"] = "otsu"
+    rule: Literal["fixed", "otsu", "affinity"] = "affinity"
     value: float = Field(0.5, gt=0, lt=1)
 
 
 class Refine(_Section):
     """Random-walk refinement on self-attention affinities (used by threshold.rule = affinity)."""
 
+    # chosen on seed-1 noised renders and seed-7 samples vs the oracle (the stages use seed 0):
+    # beta 1 / 2 steps 0.905 and 0.729 mean IoU; Otsu 0.846 and 0.675; beta 2 / 1 step 0.883 and 0.696
     resolution: int = Field(32, gt=0)  # the self-attention layers whose maps are the affinities
     beta: float = Field(1.0, gt=0)  # affinity power (AffinityNet's beta)
     walk_steps: int = Field(2, ge=0)
@@ -81,8 +83,10 @@ class Generate(_Section):
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(25, gt=0)
     guidance: float = Field(3.0, ge=1)
-    # guidance only at steps with timestep <= this (1000: every step); see sampling.sample
-    guidance_max_timestep: int = Field(1000, gt=0, le=1000)
+    # guidance only at steps with timestep <= this (1000: every step); see sampling.sample. On the
+    # v-prediction generator, 160 seed-7 samples, render-classifier accuracy: guidance 3 at every
+    # step 0.66, guidance 2 0.71, no guidance 0.92, guidance 3 at t <= 600 0.79, at t <= 400 0.93
+    guidance_max_timestep: int = Field(400, gt=0, le=1000)
     batch_size: int = Field(32, gt=0)
     # chosen on noised renders with seed 1 (assess reports seed 0): 32x32 maps with Otsu scored
     # 0.905 mean / 0.73 worst class, 32+16 at 0.6 scored 0.825, 16 alone at 0.6 scored 0.74
