@@ -33,7 +33,7 @@ class World(_Section):
 class TrainGenerator(_Section):
     seed: int = 0
     threads: int = Field(2, ge=1)  # trained once, on an otherwise idle 2-core machine
-    steps: int = Field(3000, gt=0)
+    steps: int = Field(4500, gt=0)
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
