@@ -5,7 +5,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from freemask.generators.attention import AttentionStore, CrossAttentionRecorder, cross_attention_layers, recording, token_positions
+from freemask.generators.attention import (AttentionStore, CrossAttentionRecorder, cross_attention_layers, layer_resolutions,
+                                          recording, token_positions)
 from freemask.generators.sampling import sample
 from freemask.generators.toy import build_tokenizer
 
@@ -110,6 +111,8 @@ def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinit
     with torch.no_grad(), recording(unet, store):
         unet(x, t, encoder_hidden_states=ctx)
         unet(x, t, encoder_hidden_states=ctx)
+        self_recorders = {n for n, p in unet.attn_processors.items() if isinstance(p, CrossAttentionRecorder) and p.self_attention}
+    assert self_recorders == {n for n, r in layer_resolutions(unet).items() if ".attn1." in n and r == 16}  # no wasted work
     aff = store.affinity()
     assert aff.shape == (2, 256, 256)
     assert torch.allclose(aff.sum(-1), torch.ones(2, 256), atol=1e-5)  # mean of softmax rows over layers and steps
@@ -117,6 +120,18 @@ def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinit
     assert store.self_count == 2 * n_layers
     assert set(store.sums) == set(cross_attention_layers(unet))  # cross-attention is recorded as before
     assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+
+
+def test_layer_resolutions_match_the_feature_maps_the_layers_see(tiny_generator):
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    store = AttentionStore(torch.tensor([[5], [8]]), batch_slice=slice(0, 2))
+    with torch.no_grad(), recording(unet, store):
+        unet(x, t, encoder_hidden_states=ctx)
+    res = layer_resolutions(unet)
+    assert set(res) == set(unet.attn_processors)
+    assert {n: res[n] for n in store.resolution} == store.resolution  # cross-attention layers, measured
+    assert set(res.values()) == {32, 16, 8}
 
 
 def test_affinity_without_self_attention_recording_is_a_clear_error():

@@ -12,8 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-
 from ..metrics.segmentation import mask_iou
+from ..params import Generate
 from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, class_index
@@ -70,7 +70,7 @@ def per_class_mean(values: np.ndarray, classes: list[str]) -> dict:
 
 
 @torch.no_grad()
-def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timesteps: list[int], gcfg,
+def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timesteps: list[int], gcfg: Generate,
                         resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Attention masks of real renders noised at ``timesteps`` (maps averaged), with their true masks."""
     images, truths, classes, prompts = [], [], [], []

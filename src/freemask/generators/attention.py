@@ -7,7 +7,7 @@ with the number of denoising steps), and returns what the standard processor ret
 Under classifier-free guidance only the conditional half of the batch is recorded.
 
 When asked (``self_attention_resolution``), the self-attention layers (``attn1``) at that
-resolution are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
+resolution (see ``layer_resolutions``) are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
 ``freemask.masks.refine`` uses to refine the maps.
 """
 from __future__ import annotations
@@ -144,6 +144,29 @@ class CrossAttentionRecorder:
         return hidden_states / attn.rescale_output_factor
 
 
+def layer_resolutions(unet) -> dict[str, int]:
+    """Spatial resolution (side of the square feature map) of every attention layer of a diffusers
+    ``UNet2DConditionModel``, from its block layout: down block i works at ``sample_size / 2**i``
+    (every down block but the last halves the resolution), the mid block at the coarsest level and
+    up block i at ``sample_size / 2**(n - 1 - i)``. For SD 1.5 (sample_size 64) that is 64/32/16/8."""
+    n = len(unet.config.block_out_channels)
+    size = unet.config.sample_size
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    out = {}
+    for name in unet.attn_processors:
+        part, rest = name.split(".", 1)
+        if part == "down_blocks":
+            level = int(rest.split(".", 1)[0])
+        elif part == "up_blocks":
+            level = n - 1 - int(rest.split(".", 1)[0])
+        elif part == "mid_block":
+            level = n - 1
+        else:
+            raise ValueError(f"attention layer {name!r} is in no down/mid/up block; not a UNet2DConditionModel layout")
+        out[name] = size // 2**level
+    return out
+
+
 def cross_attention_layers(unet) -> list[str]:
     names = [n for n in unet.attn_processors if ".attn2." in n]
     if not names:
@@ -164,7 +187,8 @@ class recording:
         for name in cross_attention_layers(self.unet):
             procs[name] = CrossAttentionRecorder(self.store, name)
         if self.store.self_attention_resolution is not None:
-            for name in (n for n in self.previous if ".attn1." in n):
+            res = layer_resolutions(self.unet)
+            for name in (n for n in self.previous if ".attn1." in n and res[n] == self.store.self_attention_resolution):
                 procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True)
         self.unet.set_attn_processor(procs)
         return self.store

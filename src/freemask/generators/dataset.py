@@ -83,10 +83,12 @@ def masks_from_store(store: AttentionStore, size: int, cfg: Generate) -> tuple[n
     if cfg.threshold.rule == "affinity":
         r = cfg.refine
         grid = np.arange(r.grid_step, 1.0 - 1e-9, r.grid_step)
-        if store.self_sum is None:
+        try:
+            affinity = store.affinity()
+        except ValueError:
             raise ValueError(f"generate.refine.resolution={r.resolution}: the generator has no self-attention "
-                             f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})")
-        _, _, masks = affinity_masks(maps, store.affinity(), r.beta, r.walk_steps, grid)
+                             f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})") from None
+        _, _, masks = affinity_masks(maps, affinity, r.beta, r.walk_steps, grid)
     else:
         masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
     return maps, masks
