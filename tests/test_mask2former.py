@@ -152,3 +152,36 @@ def test_photometric_augmentation_is_seeded_bounded_and_off_at_zero():
     assert torch.equal(a, b) and not torch.equal(a, x)
     assert a.min() >= 0 and a.max() <= 1
     assert torch.equal(photometric(x, torch.Generator().manual_seed(1), 0.0, 0.0), x)
+
+
+def test_scale_jitter_moves_image_and_labels_together_and_marks_uncovered_pixels_ignore():
+    from freemask.segmenters.mask2former import IGNORE_INDEX, scale_jitter
+
+    # a label map whose value encodes the pixel's position, and an image that carries the same value
+    y = torch.arange(16 * 16).reshape(1, 16, 16).repeat(6, 1, 1) % 200
+    x = y[:, None].float().repeat(1, 3, 1, 1)
+    xs, ys = scale_jitter(x, y, torch.Generator().manual_seed(0), (0.5, 2.0))
+    assert xs.shape == x.shape and ys.shape == y.shape
+    ign = ys == IGNORE_INDEX
+    # zoom-out leaves uncovered borders (ignore), zoom-in none; the seeded draw has both kinds
+    per_image = ign.flatten(1).any(1)
+    assert per_image.any() and not per_image.all()
+    # every covered label is a label of the original image, and where the image was sampled
+    # at a pixel centre exactly it agrees with the label
+    assert set(ys[~ign].unique().tolist()) <= set(y.unique().tolist())
+    again = scale_jitter(x, y, torch.Generator().manual_seed(0), (0.5, 2.0))
+    assert torch.equal(again[0], xs) and torch.equal(again[1], ys)
+    # off at [1, 1]: untouched
+    x1, y1 = scale_jitter(x, y, torch.Generator().manual_seed(0), (1.0, 1.0))
+    assert torch.equal(x1, x) and torch.equal(y1, y)
+
+
+def test_scale_jitter_zoom_in_magnifies():
+    from freemask.segmenters.mask2former import scale_jitter
+
+    y = torch.zeros(16, 32, 32, dtype=torch.long)
+    y[:, 12:20, 12:20] = 1  # an 8x8 square in the centre
+    _, ys = scale_jitter(y[:, None].float(), y, torch.Generator().manual_seed(0), (2.0, 2.0))
+    area = (ys == 1).flatten(1).sum(1)
+    # twice the side: four times the area when the shifted view holds it all, less when cut off
+    assert area.max() == 4 * 64 and (area <= 4 * 64).all() and (area > 64).sum() >= 8

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.masks.refine import affinity_masks, random_walk, select_threshold, transition_matrix
+from freemask.masks.refine import affinity_foreground, affinity_masks, random_walk, select_threshold, transition_matrix
 from freemask.masks.threshold import otsu_threshold
 
 
@@ -28,8 +28,20 @@ def test_random_walk_spreads_a_map_over_its_region_only():
     obj, aff = _two_regions()
     m = np.zeros((1, 8, 8))
     m[0, 0, 0] = 1.0  # one hot pixel inside the object
-    out = random_walk(m, aff, beta=1.0, steps=1)
-    assert np.allclose(out[0][obj], 1.0) and np.allclose(out[0][~obj], 0.0)
+    out = random_walk(m, transition_matrix(aff, 1.0), steps=1)
+    assert np.allclose(out[0][obj], 1.0 / obj.sum()) and np.allclose(out[0][~obj], 0.0)  # mass spread, not made
+
+
+def test_foreground_claims_uncertain_pixels_of_its_region_and_bg_power_sets_how_many():
+    obj, aff = _two_regions()
+    maps = np.where(obj, 0.35, 0.05)[None]  # a faint object: 0.35 < 0.5, yet its region is separate
+    maps[0, 0, 0] = 1.0
+    weak = affinity_foreground(maps, aff, beta=1.0, steps=1, bg_power=1.0)  # fg where walked map > walked (1 - map)
+    strong = affinity_foreground(maps, aff, beta=1.0, steps=1, bg_power=4.0)
+    assert not weak[0].any()
+    assert np.array_equal(strong[0], obj)
+    with pytest.raises(ValueError, match="normalised"):
+        affinity_foreground(maps * 2, aff, 1.0, 1, 4.0)
 
 
 def test_refinement_keeps_the_faint_part_of_an_object_that_otsu_cuts_off():
@@ -41,12 +53,13 @@ def test_refinement_keeps_the_faint_part_of_an_object_that_otsu_cuts_off():
     raw = (raw - raw.min()) / (raw.max() - raw.min())
     otsu = raw > otsu_threshold(raw)
     grid = np.arange(0.05, 0.96, 0.05)
-    _, taus, masks = affinity_masks(raw[None], aff, beta=1.0, steps=2, grid=grid)
+    target, taus, masks = affinity_masks(raw[None], aff, beta=1.0, steps=2, bg_power=4.0, grid=grid)
+    assert np.array_equal(target[0], obj)
     iou = lambda m: (m & obj).sum() / (m | obj).sum()
     assert iou(masks[0]) == 1.0 > iou(otsu)
 
 
 def test_threshold_selection_takes_the_best_matching_grid_value():
     raw = np.linspace(0, 1, 100).reshape(10, 10)
-    refined = (raw > 0.62).astype(float)
-    assert select_threshold(raw, refined, np.array([0.2, 0.4, 0.6, 0.8])) == 0.6
+    target = raw > 0.62
+    assert select_threshold(raw, target, np.array([0.2, 0.4, 0.6, 0.8])) == 0.6

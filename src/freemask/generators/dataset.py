@@ -88,7 +88,7 @@ def masks_from_store(store: AttentionStore, size: int, cfg: Generate) -> tuple[n
         except ValueError:
             raise ValueError(f"generate.refine.resolution={r.resolution}: the generator has no self-attention "
                              f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})") from None
-        _, _, masks = affinity_masks(maps, affinity, r.beta, r.walk_steps, grid)
+        _, _, masks = affinity_masks(maps, affinity, r.beta, r.walk_steps, r.bg_power, grid)
     else:
         masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
     return maps, masks

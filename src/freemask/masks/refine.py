@@ -1,22 +1,25 @@
 """Affinity refinement of attention maps and per-image threshold selection (paper §3.1.2).
 
-The paper refines the object token's attention map with AffinityNet (Ahn & Kwak 2018): a
-random walk on pixel affinities spreads the map inside regions that belong together and away
-from regions that do not. The threshold of the final mask is then chosen *per image*, from a
-grid, as the one whose mask agrees best (IoU) with the refined map -- no per-class constant.
+The paper refines the object token's attention map with AffinityNet (Ahn & Kwak 2018) and then
+chooses the threshold of the final mask *per image*, from a grid, as the one whose mask agrees
+best (IoU) with AffinityNet's output -- no per-class constant.
+
+AffinityNet's inference, as in its paper: the foreground score is the attention map, the
+background score is ``(1 - map) ** bg_power`` (a larger power shrinks the background's claim on
+uncertain pixels), both are propagated by a random walk on pixel affinities, and a pixel is
+foreground where its propagated foreground score beats its propagated background score. The walk
+spreads each score inside regions that belong together and stops it at region borders.
 
 Training-free affinities come from the generator's own self-attention: row i of a self-attention
 map says which pixels pixel i attends to, and pixels of one object attend to each other. As in
 AffinityNet, affinities are raised to the power ``beta`` (sharpening) and row-normalised into a
-transition matrix ``T``; the refined map is ``T^steps @ map``.
+transition matrix ``T``; a score ``s`` becomes ``T^steps @ s``.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from .threshold import normalize01, otsu_threshold
 
 
 def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
@@ -29,28 +32,38 @@ def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
     return a / a.sum(-1, keepdim=True).clamp_min(1e-300)
 
 
-def random_walk(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int) -> np.ndarray:
-    """Refine (B, H, W) maps with ``steps`` random-walk steps on (B, r*r, r*r) affinities.
+def random_walk(scores: np.ndarray, transition: torch.Tensor, steps: int) -> np.ndarray:
+    """Propagate (B, H, W) scores ``steps`` times with a (B, r*r, r*r) transition matrix.
 
-    Maps are brought to the affinity's r x r grid (area average), propagated, brought back to
-    H x W (bilinear) and min-max normalised per image."""
-    B, H, W = maps.shape
-    n = affinity.shape[-1]
+    Scores are brought to the r x r grid of the affinities (area average), propagated and brought
+    back to H x W (bilinear). A row-stochastic walk keeps the scores' scale, so two walked scores
+    can be compared pixel by pixel."""
+    B, H, W = scores.shape
+    n = transition.shape[-1]
     r = int(round(n ** 0.5))
-    if r * r != n or affinity.shape[0] != B:
-        raise ValueError(f"affinity {tuple(affinity.shape)} does not fit {B} maps on a square grid")
-    t = transition_matrix(affinity, beta)
-    v = F.adaptive_avg_pool2d(torch.from_numpy(maps).double()[:, None], (r, r)).reshape(B, n, 1)
+    if r * r != n or transition.shape[0] != B:
+        raise ValueError(f"affinity {tuple(transition.shape)} does not fit {B} maps on a square grid")
+    v = F.adaptive_avg_pool2d(torch.from_numpy(np.asarray(scores, np.float64))[:, None], (r, r)).reshape(B, n, 1)
     for _ in range(steps):
-        v = torch.bmm(t, v)
-    out = F.interpolate(v.reshape(B, 1, r, r), size=(H, W), mode="bilinear", align_corners=False)[:, 0]
-    return normalize01(out.numpy()).astype(np.float32)
+        v = torch.bmm(transition, v)
+    return F.interpolate(v.reshape(B, 1, r, r), size=(H, W), mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def select_threshold(raw: np.ndarray, refined: np.ndarray, grid: np.ndarray) -> float:
-    """The grid threshold whose mask of ``raw`` has the highest IoU with the refined map's mask
-    (the refined map binarised by Otsu). Ties go to the lowest threshold."""
-    target = refined > otsu_threshold(refined)
+def affinity_foreground(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int,
+                        bg_power: float) -> np.ndarray:
+    """AffinityNet's output for (B, H, W) maps in [0, 1]: where the walked foreground score beats
+    the walked background score ``(1 - map) ** bg_power``. Returns bool (B, H, W)."""
+    if np.nanmin(maps) < 0 or np.nanmax(maps) > 1:
+        raise ValueError("attention maps must be normalised to [0, 1] before refinement")
+    t = transition_matrix(affinity, beta)
+    fg = random_walk(maps, t, steps)
+    bg = random_walk((1.0 - maps) ** bg_power, t, steps)
+    return fg > bg
+
+
+def select_threshold(raw: np.ndarray, target: np.ndarray, grid: np.ndarray) -> float:
+    """The grid threshold whose mask of ``raw`` has the highest IoU with the boolean ``target``.
+    Ties go to the lowest threshold."""
     masks = raw[None] > grid[:, None, None]
     inter = (masks & target).sum((1, 2))
     union = (masks | target).sum((1, 2))
@@ -58,9 +71,9 @@ def select_threshold(raw: np.ndarray, refined: np.ndarray, grid: np.ndarray) -> 
     return float(grid[int(np.argmax(iou))])
 
 
-def affinity_masks(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int,
+def affinity_masks(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int, bg_power: float,
                    grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Paper §3.1.2 for a batch: refined maps, the chosen thresholds, and the masks of the raw maps."""
-    refined = random_walk(maps, affinity, beta, steps)
-    taus = np.array([select_threshold(m, r, grid) for m, r in zip(maps, refined)], dtype=np.float32)
-    return refined, taus, maps > taus[:, None, None]
+    """Paper §3.1.2 for a batch: AffinityNet's foreground, the chosen thresholds, and the masks of the raw maps."""
+    target = affinity_foreground(maps, affinity, beta, steps, bg_power)
+    taus = np.array([select_threshold(m, t, grid) for m, t in zip(maps, target)], dtype=np.float32)
+    return target, taus, maps > taus[:, None, None]

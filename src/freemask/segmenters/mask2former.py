@@ -131,6 +131,35 @@ def photometric(x: torch.Tensor, g: torch.Generator, jitter: float, noise: float
     return x.clamp(0, 1)
 
 
+def scale_jitter(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, scale_range: tuple[float, float],
+                 ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random zoom and shift of images (B, C, H, W) and labels (B, H, W), one per image.
+
+    The zoom factor is log-uniform in ``scale_range`` (> 1 magnifies, < 1 shrinks); the shift is
+    uniform over the positions that keep the view inside the image (zoom in) or the whole image
+    inside the view (zoom out). Label pixels the image does not cover become ``ignore_index``;
+    image pixels there are 0 (the mean colour, for normalised inputs). Large-scale jitter as in
+    Mask2Former's training recipe: it keeps the segmenter from reading a class off its usual
+    size and position (in the toy world a ball and a balloon differ by little else).
+    """
+    lo, hi = scale_range
+    b = x.shape[0]
+    if lo == hi == 1.0:
+        return x, y
+    s = torch.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * torch.rand(b, generator=g, dtype=torch.float64)).float()
+    room = (1 - 1 / s).abs()
+    t = room[:, None] * (2 * torch.rand(b, 2, generator=g) - 1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = F.grid_sample(torch.ones_like(y[:, None], dtype=torch.float32), grid, mode="nearest",
+                           padding_mode="zeros", align_corners=False)[:, 0] > 0.5
+    y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].long()
+    return x, torch.where(inside, y, torch.full_like(y, ignore_index))
+
+
 def _resize_labels(labels: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (B, H, W) -> int64 (B, size, size), nearest."""
     y = torch.from_numpy(np.ascontiguousarray(labels)).long()
@@ -286,6 +315,7 @@ def train_segmenter(
         y = _resize_labels(labels[idx], size)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
+        x, y = scale_jitter(x, y, g, tuple(cfg.scale_range))
         mask_labels, class_labels = semantic_to_targets(y)
 
         for group in opt.param_groups:
