@@ -173,9 +173,10 @@ def test_recording_over_sdpa_processors_restores_them_and_changes_nothing(tiny_g
 def test_recording_raises_when_the_recorders_were_bypassed(tiny_generator):
     unet = tiny_generator.unet
     x, t, ctx = _inputs(tiny_generator)
+    layer = r"down_blocks\.\d\.attentions\.\d\.transformer_blocks\.0\.attn2\.processor"
     with pytest.raises(RuntimeError, match=r"1 forward pass\(es\) with the attention store active, but no attention "
                                            r"layer recorded anything: \d+ recorders were replaced inside the context "
-                                           r"\(down_blocks\.\d\.attentions\.\d\.transformer_blocks\.0\.attn2\.processor -> AttnProcessor"):
+                                           rf"\({layer} -> AttnProcessor, {layer} -> AttnProcessor, .*, \.\.\.\)$"):
         with torch.no_grad(), recording(unet, AttentionStore(torch.tensor([[5], [8]]))):
             unet.set_attn_processor(AttnProcessor())
             unet(x, t, encoder_hidden_states=ctx)
@@ -229,6 +230,8 @@ def test_word_tokens_index_every_token_of_multi_token_words(clip_tokenizer_dir):
         word_tokens(tok, ["a photo of a dog"], [["jay"]])
     with pytest.raises(ValueError, match="same number of words"):
         word_tokens(tok, ["a photo of a dog", "a dog on the grass"], [["dog"], ["dog", "grass"]])
+    with pytest.raises(ValueError, match="a list of the same number of words"):
+        word_tokens(tok, ["a photo of a dog", "a dog on the grass"], ["dog", "cat"])  # strings, not one list per prompt
     short = CLIPTokenizer.from_pretrained(clip_tokenizer_dir, model_max_length=6)
     with pytest.raises(ValueError, match="'grass' of prompt .* is token 8, past the tokenizer's 6-token limit"):
         word_tokens(short, "a photo of a dog on the grass", ["grass"])
@@ -237,7 +240,7 @@ def test_word_tokens_index_every_token_of_multi_token_words(clip_tokenizer_dir):
 def test_word_maps_average_the_maps_of_a_words_tokens():
     """Two prompts, a 2x2 layer with 6 text tokens; word 0 of prompt 1 has two tokens (columns 2, 3)."""
     tokens = WordTokens(index=torch.tensor([[4, 0], [2, 3]]), weights=torch.tensor([[[1.0, 0.0]], [[0.5, 0.5]]]))
-    probs = torch.softmax(torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0)), -1)  # (B*heads, HW, seq), 1 head
+    probs = torch.softmax(torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0)), -1)  # (B * 1 head, HW, seq)
     store = AttentionStore(tokens.index)
     store.add("layer", probs, heads=1, height=2)
     maps = word_maps(store, tokens, size=2)

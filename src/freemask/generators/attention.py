@@ -222,14 +222,16 @@ class recording:
     def __exit__(self, exc_type, *exc) -> None:
         self.hook.remove()
         now = self.unet.attn_processors
-        replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders) if not isinstance(now[n], CrossAttentionRecorder)}
+        replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders)
+                    if not isinstance(now[n], CrossAttentionRecorder)}
         self.unet.set_attn_processor(dict(self.previous))
         if exc_type is None and self.active_calls and self._recorded() == self.recorded_before:
             if replaced:
                 names = ", ".join(f"{n} -> {c}" for n, c in list(replaced.items())[:3])
-                why = f"{len(replaced)} recorders were replaced inside the context ({names}{', ...' if len(replaced) > 3 else ''})"
+                names += ", ..." if len(replaced) > 3 else ""
+                why = f"{len(replaced)} recorders were replaced inside the context ({names})"
             else:
-                why = "the UNet's forward did not call its attention processors (xformers, fused or compiled attention?)"
+                why = "the UNet's forward did not call its attention processors (xformers, fused, compiled attention?)"
             raise RuntimeError(f"the UNet ran {self.active_calls} forward pass(es) with the attention store active, "
                                f"but no attention layer recorded anything: {why}")
 
@@ -271,13 +273,13 @@ def word_tokens(tokenizer, prompts: str | Sequence[str], words: Sequence[str] | 
         prompts, words = [prompts], [list(words)]
     if len(prompts) != len(words):
         raise ValueError(f"{len(prompts)} prompts but {len(words)} word lists")
-    if len({len(ws) for ws in words}) > 1 or isinstance(words[0], str):
+    if len({len(ws) for ws in words}) > 1 or any(isinstance(ws, str) for ws in words):
         raise ValueError(f"every prompt needs a list of the same number of words, got {list(words)!r}")
     limit = tokenizer.model_max_length
     positions = []
-    for p, ws in zip(prompts, words):
+    for p, ws in zip(prompts, words, strict=True):
         pos = [token_positions(tokenizer, p, w) for w in ws]
-        for w, ps in zip(ws, pos):
+        for w, ps in zip(ws, pos, strict=True):
             if ps[-1] >= limit:
                 raise ValueError(f"word {w!r} of prompt {p!r} is token {ps[-1]}, past the tokenizer's {limit}-token "
                                  f"limit: the text encoder never sees it (shorten the prompt)")
@@ -294,7 +296,8 @@ def word_tokens(tokenizer, prompts: str | Sequence[str], words: Sequence[str] | 
     return WordTokens(index, weights)
 
 
-def word_maps(store: AttentionStore, tokens: WordTokens, size: int, resolutions: Sequence[int] | None = None) -> torch.Tensor:
+def word_maps(store: AttentionStore, tokens: WordTokens, size: int,
+              resolutions: Sequence[int] | None = None) -> torch.Tensor:
     """(B, W, size, size): ``store.maps`` averaged over each word's tokens, one map per word."""
     if tuple(store.token_index.shape) != tuple(tokens.index.shape) or not torch.equal(store.token_index, tokens.index):
         raise ValueError("the store was not built from these word tokens: give it AttentionStore(tokens.index)")
