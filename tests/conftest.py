@@ -1,6 +1,8 @@
 """CPU-sized fixtures: tiny configs and a tiny generator built from configs (random weights)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -40,3 +42,35 @@ def tiny_generate_cfg() -> Generate:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# Words of the tiny CLIP BPE vocabulary, each as the BPE pieces it encodes to: "potted" and
+# "sparrow" split into two tokens, as rarer words do in SD's 49k-token vocabulary.
+BPE_WORDS = {"a": ["a"], "photo": ["photo"], "of": ["of"], "on": ["on"], "in": ["in"], "the": ["the"],
+             "grass": ["grass"], "sky": ["sky"], "floor": ["floor"], "potted": ["pot", "ted"], "plant": ["plant"],
+             "dog": ["dog"], "bird": ["bird"], "blue": ["blue"], "jay": ["jay"], "sparrow": ["spar", "row"]}
+
+
+@pytest.fixture
+def clip_tokenizer_dir(tmp_path):
+    """A folder with the vocab.json and merges.txt of a tiny CLIP BPE tokenizer (the files an SD
+    checkpoint's ``tokenizer/`` holds): every letter, and each word of ``BPE_WORDS`` merged left to
+    right into its pieces, the last piece carrying CLIP's end-of-word ``</w>``."""
+    vocab, merges = {"<|startoftext|>": 0, "<|endoftext|>": 1}, []
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    for pieces in BPE_WORDS.values():
+        for k, piece in enumerate(pieces):
+            symbols = list(piece[:-1]) + [piece[-1] + ("</w>" if k == len(pieces) - 1 else "")]
+            merged = symbols[0]
+            for s in symbols[1:]:
+                if f"{merged} {s}" not in merges:
+                    merges.append(f"{merged} {s}")
+                merged += s
+                vocab.setdefault(merged, len(vocab))
+    folder = tmp_path / "clip_tokenizer"
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return folder

@@ -5,8 +5,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from transformers import CLIPTokenizer
+
 from freemask.generators.attention import (AttentionStore, CrossAttentionRecorder, cross_attention_layers, layer_resolutions,
-                                          recording, token_positions)
+                                          WordTokens, recording, token_positions, word_maps, word_tokens)
 from freemask.generators.sampling import sample
 from freemask.generators.toy import build_tokenizer
 
@@ -149,3 +152,100 @@ def test_guidance_applies_only_up_to_guidance_max_timestep(tiny_generator):
     part = sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=500, store=store)
     assert not np.array_equal(part, plain) and not np.array_equal(part, full)
     assert all(s.shape[0] == 2 and c == 4 for s, c in zip(store.sums.values(), store.counts.values()))
+
+
+def test_recording_over_sdpa_processors_restores_them_and_changes_nothing(tiny_generator):
+    unet = tiny_generator.unet.eval()
+    unet.set_attn_processor(AttnProcessor2_0())  # diffusers' default, set explicitly
+    before = dict(unet.attn_processors)
+    x, t, ctx = _inputs(tiny_generator)
+    store = AttentionStore(torch.tensor([[5], [8]]))
+    with torch.no_grad():
+        plain = unet(x, t, encoder_hidden_states=ctx).sample
+        with recording(unet, store):
+            rec = unet(x, t, encoder_hidden_states=ctx).sample
+    assert set(store.sums) == {n for n in before if ".attn2." in n}
+    assert {n: type(p) for n, p in unet.attn_processors.items()} == {n: AttnProcessor2_0 for n in before}
+    assert all(unet.attn_processors[n] is p for n, p in before.items())  # the very objects, not copies
+    assert torch.allclose(plain, rec, atol=1e-5)
+
+
+def test_recording_raises_when_the_recorders_were_bypassed(tiny_generator):
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    layer = r"down_blocks\.\d\.attentions\.\d\.transformer_blocks\.0\.attn2\.processor"
+    with pytest.raises(RuntimeError, match=r"1 forward pass\(es\) with the attention store active, but no attention "
+                                           r"layer recorded anything: \d+ recorders were replaced inside the context "
+                                           rf"\({layer} -> AttnProcessor, {layer} -> AttnProcessor, .*, \.\.\.\)$"):
+        with torch.no_grad(), recording(unet, AttentionStore(torch.tensor([[5], [8]]))):
+            unet.set_attn_processor(AttnProcessor())
+            unet(x, t, encoder_hidden_states=ctx)
+    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+
+
+def test_recording_raises_when_attention_runs_outside_the_processors(tiny_generator, monkeypatch):
+    """As fused or compiled attention would: the recorders stay installed but are never called."""
+    from diffusers.models.attention_processor import Attention
+
+    def fused(self, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+        return AttnProcessor2_0()(self, hidden_states, encoder_hidden_states, attention_mask)
+
+    monkeypatch.setattr(Attention, "forward", fused)
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    with pytest.raises(RuntimeError, match="2 forward pass.*did not call its attention processors"):
+        with torch.no_grad(), recording(unet, AttentionStore(torch.tensor([[5], [8]]))):
+            unet(x, t, encoder_hidden_states=ctx)
+            unet(x, t, encoder_hidden_states=ctx)
+
+
+def test_steps_left_unrecorded_on_purpose_are_no_error(tiny_generator):
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    idle = AttentionStore(torch.tensor([[5], [8]]))
+    idle.active = False
+    with torch.no_grad(), recording(unet, idle):
+        unet(x, t, encoder_hidden_states=ctx)
+    assert idle.sums == {}
+    with pytest.raises(ValueError, match="no cross-attention was recorded"):
+        idle.maps(32)
+    partial = AttentionStore(torch.tensor([[5], [8]]))
+    with torch.no_grad(), recording(unet, partial):
+        for active in (False, True, False):
+            partial.active = active
+            unet(x, t, encoder_hidden_states=ctx)
+    assert all(c == 1 for c in partial.counts.values())
+
+
+def test_word_tokens_index_every_token_of_multi_token_words(clip_tokenizer_dir):
+    tok = CLIPTokenizer.from_pretrained(clip_tokenizer_dir)
+    assert tok.tokenize("potted sparrow") == ["pot", "ted</w>", "spar", "row</w>"]  # the vocabulary splits them
+    one = word_tokens(tok, "a photo of a potted plant on the floor", ["potted plant", "floor"])
+    assert one.index.tolist() == [[5, 6, 7, 10]]  # <|startoftext|> a photo of a pot ted plant on the floor
+    assert torch.allclose(one.weights, torch.tensor([[[1 / 3, 1 / 3, 1 / 3, 0], [0, 0, 0, 1]]]))
+    two = word_tokens(tok, ["a photo of a dog on the grass", "a photo of a sparrow in the sky"], [["dog"], ["sparrow"]])
+    assert two.index.tolist() == [[5, 0], [5, 6]]  # a one-token word pads with a zero-weight column
+    assert two.weights.tolist() == [[[1.0, 0.0]], [[0.5, 0.5]]]
+    with pytest.raises(KeyError, match="'jay' does not occur"):
+        word_tokens(tok, ["a photo of a dog"], [["jay"]])
+    with pytest.raises(ValueError, match="same number of words"):
+        word_tokens(tok, ["a photo of a dog", "a dog on the grass"], [["dog"], ["dog", "grass"]])
+    with pytest.raises(ValueError, match="a list of the same number of words"):
+        word_tokens(tok, ["a photo of a dog", "a dog on the grass"], ["dog", "cat"])  # strings, not one list per prompt
+    short = CLIPTokenizer.from_pretrained(clip_tokenizer_dir, model_max_length=6)
+    with pytest.raises(ValueError, match="'grass' of prompt .* is token 8, past the tokenizer's 6-token limit"):
+        word_tokens(short, "a photo of a dog on the grass", ["grass"])
+
+
+def test_word_maps_average_the_maps_of_a_words_tokens():
+    """Two prompts, a 2x2 layer with 6 text tokens; word 0 of prompt 1 has two tokens (columns 2, 3)."""
+    tokens = WordTokens(index=torch.tensor([[4, 0], [2, 3]]), weights=torch.tensor([[[1.0, 0.0]], [[0.5, 0.5]]]))
+    probs = torch.softmax(torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0)), -1)  # (B * 1 head, HW, seq)
+    store = AttentionStore(tokens.index)
+    store.add("layer", probs, heads=1, height=2)
+    maps = word_maps(store, tokens, size=2)
+    assert maps.shape == (2, 1, 2, 2)
+    assert torch.allclose(maps[0, 0].flatten(), probs[0, :, 4])
+    assert torch.allclose(maps[1, 0].flatten(), (probs[1, :, 2] + probs[1, :, 3]) / 2)
+    with pytest.raises(ValueError, match="not built from these word tokens"):
+        word_maps(AttentionStore(torch.tensor([[4], [2]])), tokens, size=2)

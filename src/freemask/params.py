@@ -183,12 +183,12 @@ class ParamsError(ValueError):
     """A params file that does not validate; the message names every bad dotted key."""
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _describe(err: ValidationError, source: str, schema: str = "params.py") -> str:
     lines = [f"{source}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (misspelled? see params.py for the accepted keys)")
+            lines.append(f"  {key}: unknown key (misspelled? see {schema} for the accepted keys)")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

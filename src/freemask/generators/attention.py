@@ -9,11 +9,16 @@ Under classifier-free guidance only the conditional half of the batch is recorde
 When asked (``self_attention_resolution``), the self-attention layers (``attn1``) at that
 resolution (see ``layer_resolutions``) are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
 ``freemask.masks.refine`` uses to refine the maps.
+
+A word the tokenizer splits ("potted plant", or a rare word in SD's BPE vocabulary) is recorded on
+all of its tokens and averaged into one map: ``word_tokens`` builds the token index and the
+averaging weights, ``word_maps`` applies them.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +79,8 @@ class AttentionStore:
         idx = self.token_index.to(p.device)
         if idx.shape[0] != p.shape[0]:
             raise ValueError(f"attention store expects {idx.shape[0]} prompts, layer {layer} sees {p.shape[0]}")
-        sel = torch.gather(p, 2, idx[:, None, :].expand(-1, hw, -1)).detach()  # (B, HW, K)
+        # summed in float32: under fp16 a sum over tens of steps would lose the small probabilities
+        sel = torch.gather(p, 2, idx[:, None, :].expand(-1, hw, -1)).detach().float()  # (B, HW, K)
         if layer in self.sums:
             self.sums[layer] += sel
             self.counts[layer] += 1
@@ -91,6 +97,9 @@ class AttentionStore:
 
     def maps(self, size: int, resolutions: Sequence[int] | None = None) -> torch.Tensor:
         """(B, K, size, size): per layer the mean over recorded steps, upsampled, averaged over layers."""
+        if not self.resolution:
+            raise ValueError("no cross-attention was recorded: no UNet forward pass ran inside `recording` "
+                             "with the store active")
         names = [n for n, r in self.resolution.items() if resolutions is None or r in resolutions]
         if not names:
             have = sorted(set(self.resolution.values()))
@@ -144,13 +153,16 @@ class CrossAttentionRecorder:
         return hidden_states / attn.rescale_output_factor
 
 
-def layer_resolutions(unet) -> dict[str, int]:
+def layer_resolutions(unet, sample_size: int | None = None) -> dict[str, int]:
     """Spatial resolution (side of the square feature map) of every attention layer of a diffusers
     ``UNet2DConditionModel``, from its block layout: down block i works at ``sample_size / 2**i``
     (every down block but the last halves the resolution), the mid block at the coarsest level and
-    up block i at ``sample_size / 2**(n - 1 - i)``. For SD 1.5 (sample_size 64) that is 64/32/16/8."""
+    up block i at ``sample_size / 2**(n - 1 - i)``. For SD 1.5 (sample_size 64) that is 64/32/16/8.
+
+    ``sample_size``: the side of the UNet's input when it is not the configured one (SD 1.5 run at
+    768 px has 96x96 latents)."""
     n = len(unet.config.block_out_channels)
-    size = unet.config.sample_size
+    size = sample_size if sample_size is not None else unet.config.sample_size
     size = size[0] if isinstance(size, (list, tuple)) else size
     out = {}
     for name in unet.attn_processors:
@@ -176,7 +188,12 @@ def cross_attention_layers(unet) -> list[str]:
 
 class recording:
     """Context manager: install recorders on every cross-attention layer (and on the self-attention
-    layers if the store asks for affinities), restore the old processors after."""
+    layers if the store asks for affinities), restore the old processors after.
+
+    If the UNet ran with the store active but no recorder saw a call (the processors were replaced
+    inside the context, or the attention ran outside them: xformers, fused or compiled attention),
+    leaving the context raises instead of handing back an empty store. Steps run with
+    ``store.active = False`` on purpose do not count."""
 
     def __init__(self, unet, store: AttentionStore):
         self.unet, self.store = unet, store
@@ -190,11 +207,33 @@ class recording:
             res = layer_resolutions(self.unet)
             for name in (n for n in self.previous if ".attn1." in n and res[n] == self.store.self_attention_resolution):
                 procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True)
-        self.unet.set_attn_processor(procs)
+        self.recorders = {n for n, p in procs.items() if isinstance(p, CrossAttentionRecorder)}
+        self.unet.set_attn_processor(procs)  # diffusers empties the dict it is given
+        self.active_calls, self.recorded_before = 0, self._recorded()
+        self.hook = self.unet.register_forward_pre_hook(self._count_call)
         return self.store
 
-    def __exit__(self, *exc) -> None:
-        self.unet.set_attn_processor(self.previous)
+    def _count_call(self, module, args) -> None:
+        self.active_calls += bool(self.store.active)
+
+    def _recorded(self) -> int:
+        return sum(self.store.counts.values()) + self.store.self_count
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.hook.remove()
+        now = self.unet.attn_processors
+        replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders)
+                    if not isinstance(now[n], CrossAttentionRecorder)}
+        self.unet.set_attn_processor(dict(self.previous))
+        if exc_type is None and self.active_calls and self._recorded() == self.recorded_before:
+            if replaced:
+                names = ", ".join(f"{n} -> {c}" for n, c in list(replaced.items())[:3])
+                names += ", ..." if len(replaced) > 3 else ""
+                why = f"{len(replaced)} recorders were replaced inside the context ({names})"
+            else:
+                why = "the UNet's forward did not call its attention processors (xformers, fused, compiled attention?)"
+            raise RuntimeError(f"the UNet ran {self.active_calls} forward pass(es) with the attention store active, "
+                               f"but no attention layer recorded anything: {why}")
 
 
 def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
@@ -207,3 +246,59 @@ def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
         if ids[i:i + len(sub)] == sub:
             return list(range(i, i + len(sub)))
     raise KeyError(f"word {word!r} does not occur in prompt {prompt!r}")
+
+
+@dataclass(frozen=True)
+class WordTokens:
+    """The token positions to record for a batch of prompts and how they make up each prompt's words.
+
+    ``index``: (B, K) long, the ``token_index`` of an ``AttentionStore``; ``weights``: (B, W, K),
+    row w of prompt b averages the columns of that prompt's w-th word (zero elsewhere, so a prompt
+    whose words have fewer tokens than K simply pads)."""
+
+    index: torch.Tensor
+    weights: torch.Tensor
+
+
+def word_tokens(tokenizer, prompts: str | Sequence[str], words: Sequence[str] | Sequence[Sequence[str]]) -> WordTokens:
+    """Token index and per-word averaging weights for ``words`` in ``prompts``.
+
+    One prompt (a str) takes a list of words and gives B = 1; a list of prompts takes one list of
+    words per prompt, the same number W for each (the words themselves may differ: "sparrow" in one
+    prompt, "blue jay" in the next). A word of several tokens ("potted plant", or one word the
+    tokenizer splits) keeps all of them."""
+    if isinstance(prompts, str):
+        if isinstance(words, str) or not all(isinstance(w, str) for w in words):
+            raise TypeError(f"one prompt takes a list of words, got {words!r}")
+        prompts, words = [prompts], [list(words)]
+    if len(prompts) != len(words):
+        raise ValueError(f"{len(prompts)} prompts but {len(words)} word lists")
+    if len({len(ws) for ws in words}) > 1 or any(isinstance(ws, str) for ws in words):
+        raise ValueError(f"every prompt needs a list of the same number of words, got {list(words)!r}")
+    limit = tokenizer.model_max_length
+    positions = []
+    for p, ws in zip(prompts, words, strict=True):
+        pos = [token_positions(tokenizer, p, w) for w in ws]
+        for w, ps in zip(ws, pos, strict=True):
+            if ps[-1] >= limit:
+                raise ValueError(f"word {w!r} of prompt {p!r} is token {ps[-1]}, past the tokenizer's {limit}-token "
+                                 f"limit: the text encoder never sees it (shorten the prompt)")
+        positions.append(pos)
+    B, W = len(prompts), len(words[0])
+    K = max(sum(len(ps) for ps in pos) for pos in positions)
+    index, weights = torch.zeros(B, K, dtype=torch.long), torch.zeros(B, W, K)
+    for b, pos in enumerate(positions):
+        k = 0
+        for w, ps in enumerate(pos):
+            index[b, k:k + len(ps)] = torch.tensor(ps)
+            weights[b, w, k:k + len(ps)] = 1.0 / len(ps)
+            k += len(ps)
+    return WordTokens(index, weights)
+
+
+def word_maps(store: AttentionStore, tokens: WordTokens, size: int,
+              resolutions: Sequence[int] | None = None) -> torch.Tensor:
+    """(B, W, size, size): ``store.maps`` averaged over each word's tokens, one map per word."""
+    if tuple(store.token_index.shape) != tuple(tokens.index.shape) or not torch.equal(store.token_index, tokens.index):
+        raise ValueError("the store was not built from these word tokens: give it AttentionStore(tokens.index)")
+    return torch.einsum("bkhw,bvk->bvhw", store.maps(size, resolutions), tokens.weights)
