@@ -1,20 +1,32 @@
 """PASCAL VOC 2012 segmentation layout: writer (toy world) and reader (toy world and real VOC).
 
-Layout: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG whose indices are
-class labels, 255 = ignore), ``ImageSets/Segmentation/<split>.txt`` (one id per line).
+Layout under ``root`` (``VOCdevkit/VOC2012`` for the real dataset)::
+
+    JPEGImages/<id>.jpg
+    SegmentationClass/<id>.png        palette PNG, index = class id, 255 = ignore (object borders)
+    SegmentationClassAug/<id>.png     optional: SBD-augmented labels, plain 8-bit grey PNGs
+    ImageSets/Segmentation/<split>.txt   one image id per line (train, val, trainval, ...)
+
+21 classes, background first (``CLASS_NAMES``). The common "trainaug" setup (10,582 images:
+SBD train+val and VOC train, less VOC val) reads its id list, e.g. ``trainaug.txt`` or mmseg's
+``aug.txt``, with ``label_dir=AUG_LABEL_DIR``; see docs/datasets.md.
 """
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..io import write_bytes
+from .common import IGNORE_INDEX, LabelledImages, Pair, decode, read_index_png, require_dir, require_label_files
 
-IGNORE_INDEX = 255
+CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+LABEL_DIR = "SegmentationClass"
+AUG_LABEL_DIR = "SegmentationClassAug"
 
 
 def voc_palette(n: int = 256) -> list[int]:
@@ -52,34 +64,65 @@ def write_split(root: str | Path, split: str, ids: list[str]) -> None:
     write_bytes(d / f"{split}.txt", "".join(f"{i}\n" for i in ids).encode())
 
 
-class VOCSegmentation:
+def split_ids(root: str | Path, split: str) -> list[str]:
+    """The ids listed in ``ImageSets/Segmentation/<split>.txt``."""
+    lists = Path(root) / "ImageSets" / "Segmentation"
+    lst = lists / f"{split}.txt"
+    if not lst.is_file():
+        have = sorted(f.stem for f in lists.glob("*.txt")) if lists.is_dir() else []
+        raise FileNotFoundError(f"VOC split list {lst} not found (is {root} a VOC-layout directory?); "
+                                f"splits present: {', '.join(have) or 'none'}")
+    ids = []
+    for n, line in enumerate(lst.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if any(c.isspace() for c in line) or "/" in line:
+            raise ValueError(f"{lst} line {n}: expected one image id, got {line!r} (a list of path pairs, as in "
+                             "some trainaug downloads, must be reduced to ids: the file stems)")
+        ids.append(line)
+    if not ids:
+        raise ValueError(f"VOC split list {lst} is empty")
+    return ids
+
+
+def pairs(root: str | Path, split: str, label_dir: str = LABEL_DIR) -> list[Pair]:
+    """The split's (id, ``JPEGImages/<id>.jpg``, ``<label_dir>/<id>.png``) in list order."""
+    root = Path(root)
+    ids = split_ids(root, split)
+    require_dir(root / label_dir, "VOC label directory")
+    out = [Pair(i, root / "JPEGImages" / f"{i}.jpg", root / label_dir / f"{i}.png") for i in ids]
+    require_label_files(out, f"VOC split {split!r}")
+    return out
+
+
+def load_label(path: str | Path, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Class ids of a palette (SegmentationClass) or grey (SegmentationClassAug) PNG; 255 = ignore.
+
+    An index outside ``0..num_classes-1`` and 255 is an error naming the file and the index.
+    """
+    if not 1 <= num_classes < IGNORE_INDEX:
+        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
+    lut = np.full(256, -1, np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    return decode(read_index_png(path), lut, path, "class index")
+
+
+def dataset(root: str | Path, split: str, label_dir: str = LABEL_DIR,
+            class_names: tuple[str, ...] = CLASS_NAMES) -> LabelledImages:
+    """A lazy VOC-layout split; ``class_names`` bounds the valid indices (the toy world has fewer)."""
+    return VOCSegmentation(root, split, label_dir, class_names)
+
+
+class VOCSegmentation(LabelledImages):
     """Reads a split of a VOC-layout directory; items are (id, RGB uint8 image, uint8 label map)."""
 
-    def __init__(self, root: str | Path, split: str):
+    def __init__(self, root: str | Path, split: str, label_dir: str = LABEL_DIR,
+                 class_names: tuple[str, ...] = CLASS_NAMES):
         self.root = Path(root)
-        lst = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if not lst.exists():
-            raise FileNotFoundError(f"VOC split list {lst} not found (is {self.root} a VOC-layout directory?)")
-        self.ids = [line.strip() for line in lst.read_text().splitlines() if line.strip()]
+        super().__init__(pairs(root, split, label_dir), partial(load_label, num_classes=len(class_names)), class_names)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
-        sid = self.ids[i]
-        img_p = self.root / "JPEGImages" / f"{sid}.jpg"
-        lab_p = self.root / "SegmentationClass" / f"{sid}.png"
-        for p in (img_p, lab_p):
-            if not p.exists():
-                raise FileNotFoundError(f"{p} is listed in the split but missing")
-        with Image.open(img_p) as im:
-            image = np.array(im.convert("RGB"))
-        with Image.open(lab_p) as lb:
-            if lb.mode not in ("P", "L"):
-                raise ValueError(f"{lab_p}: expected a palette (P) or L PNG of class indices, got mode {lb.mode}")
-            label = np.array(lb)
-        return sid, image, label
-
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        for i in range(len(self)):
-            yield self[i]
+    @property
+    def ids(self) -> list[str]:
+        return [p.id for p in self.pairs]
