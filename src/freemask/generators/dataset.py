@@ -2,7 +2,8 @@
 
 The prompt plan is fixed by params alone (a per-sample seed for every prompt), batches are
 cut from the plan in order, and every finished shard is written atomically; an interrupted
-run resumes by skipping whole shards whose plan fingerprint matches.
+run resumes by skipping whole shards whose plan fingerprint matches. Under ``torchrun`` the
+shards are split between the processes by rank; the bytes are the same as a single process's.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import shards
+from ..distributed import Ranks, process_group
 from ..io import write_json, write_text
 from ..masks.refine import affinity_masks
 from ..masks.threshold import normalize01, threshold
@@ -101,6 +104,17 @@ def _object_records(plan, images, maps, masks):
                       "meta.json": {"prompt": p.prompt, "class": p.cls, "background": p.background, "seed": p.seed}}
 
 
+def _object_batch(gen: ToyGenerator, cfg: Generate, batch: list[PlannedSample]):
+    return _object_records(batch, *attention_masks(gen, batch, cfg))
+
+
+def _scene_batch(gen: ToyGenerator, cfg: Generate, batch: list[PlannedSample]):
+    imgs = sample(gen, [p.prompt for p in batch], [p.seed for p in batch], cfg.steps, cfg.guidance,
+                  guidance_max_timestep=cfg.guidance_max_timestep)
+    return ((p.key, {"image.png": im, "meta.json": {"prompt": p.prompt, "background": p.background, "seed": p.seed}})
+            for p, im in zip(batch, imgs))
+
+
 def _fingerprint(cfg: Generate, generator_dir: Path) -> str:
     h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
     for f in sorted(generator_dir.rglob("*")):
@@ -118,44 +132,66 @@ def _prepare(out: Path, fingerprint: str) -> None:
     write_text(stamp, fingerprint)
 
 
-def _run(plan: list[PlannedSample], out: Path, cfg: Generate, desc: str, make_shard) -> None:
-    size = cfg.shard_size
-    chunks = [plan[i:i + size] for i in range(0, len(plan), size)]
-    bar = tqdm(total=len(plan), desc=desc)
-    for s, chunk in enumerate(chunks):
-        path = out / shards.shard_name(s)
-        if path.exists():
-            bar.update(len(chunk))
-            continue
-        records = []
+def plan_shards(plan: list[PlannedSample], shard_size: int) -> list[list[PlannedSample]]:
+    """The plan cut in order into shards of ``shard_size`` samples (the last may be shorter)."""
+    return [plan[i:i + shard_size] for i in range(0, len(plan), shard_size)]
+
+
+def _run(plan: list[PlannedSample], out: Path, cfg: Generate, desc: str, make_shard, ranks: Ranks) -> list[int]:
+    """Write this rank's missing shards of ``plan`` into ``out``; return their indices."""
+    chunks = plan_shards(plan, cfg.shard_size)
+    mine = [s for s in range(len(chunks)) if ranks.owns(s)]
+    todo = [s for s in mine if not (out / shards.shard_name(s)).exists()]
+    if ranks.world_size > 1:
+        desc = f"{desc} [rank {ranks.rank}/{ranks.world_size}]"
+    bar = tqdm(total=sum(len(chunks[s]) for s in mine), desc=desc, disable=not mine)
+    bar.update(sum(len(chunks[s]) for s in mine if s not in todo))
+    for s in todo:
+        chunk, records = chunks[s], []
         for b in range(0, len(chunk), cfg.batch_size):
             records += list(make_shard(chunk[b:b + cfg.batch_size]))
             bar.update(len(chunk[b:b + cfg.batch_size]))
-        shards.write_shard(path, records)
+        shards.write_shard(out / shards.shard_name(s), records)
     bar.close()
-    index = [p.__dict__ for p in plan]
-    write_json(out / "index.json", index, indent=0)
+    return todo
+
+
+def _write_index(plan: list[PlannedSample], out: Path, cfg: Generate) -> None:
+    """``index.json`` of a finished folder; every shard of the plan must be there by now."""
+    n = len(plan_shards(plan, cfg.shard_size))
+    missing = [shards.shard_name(s) for s in range(n) if not (out / shards.shard_name(s)).exists()]
+    if missing:
+        raise RuntimeError(f"{out}: {', '.join(missing)} missing after every rank finished its shards; "
+                           f"no index written")
+    write_json(out / "index.json", [p.__dict__ for p in plan], indent=0)
 
 
 def generate_dataset(cfg: Generate, generator_dir: str | Path, out_dir: str | Path) -> dict:
-    """Write ``objects/`` (image, label, attention map) and ``scenes/`` (empty backgrounds) shards."""
+    """Write ``objects/`` (image, label, attention map) and ``scenes/`` (empty backgrounds) shards.
+
+    Under ``torchrun`` / ``accelerate launch`` shard ``s`` of each plan is made by rank
+    ``s % world_size`` (see :mod:`freemask.distributed`); rank 0 alone prepares the folders and
+    writes the indexes, the others wait for it. Returns the plan sizes, this process's rank and
+    world size, and the shards it wrote (``written``: indices per folder).
+    """
     generator_dir, out = Path(generator_dir), Path(out_dir)
     gen = ToyGenerator.load(generator_dir)
-    fp = _fingerprint(cfg, generator_dir)
-    _prepare(out / "objects", fp)
-    _prepare(out / "scenes", fp)
+    with process_group() as ranks:
+        if ranks.is_main:
+            fp = _fingerprint(cfg, generator_dir)
+            _prepare(out / "objects", fp)
+            _prepare(out / "scenes", fp)
+        ranks.barrier()
 
-    def objects(batch):
-        return _object_records(batch, *attention_masks(gen, batch, cfg))
-
-    def scenes(batch):
-        imgs = sample(gen, [p.prompt for p in batch], [p.seed for p in batch], cfg.steps, cfg.guidance,
-                      guidance_max_timestep=cfg.guidance_max_timestep)
-        return ((p.key, {"image.png": im, "meta.json": {"prompt": p.prompt, "background": p.background, "seed": p.seed}})
-                for p, im in zip(batch, imgs))
-
-    objs, scns = plan_objects(cfg), plan_scenes(cfg)
-    _run(objs, out / "objects", cfg, "generate: objects", objects)
-    if scns:
-        _run(scns, out / "scenes", cfg, "generate: scenes", scenes)
-    return {"objects": len(objs), "scenes": len(scns)}
+        objs, scns = plan_objects(cfg), plan_scenes(cfg)
+        make_objects, make_scenes = partial(_object_batch, gen, cfg), partial(_scene_batch, gen, cfg)
+        written = {"objects": _run(objs, out / "objects", cfg, "generate: objects", make_objects, ranks),
+                   "scenes": _run(scns, out / "scenes", cfg, "generate: scenes", make_scenes, ranks) if scns else []}
+        ranks.barrier()
+        if ranks.is_main:
+            _write_index(objs, out / "objects", cfg)
+            if scns:
+                _write_index(scns, out / "scenes", cfg)
+        ranks.barrier()
+    return {"objects": len(objs), "scenes": len(scns), "rank": ranks.rank, "world_size": ranks.world_size,
+            "written": written}
