@@ -171,9 +171,14 @@ def test_scale_jitter_moves_image_and_labels_together_and_marks_uncovered_pixels
     assert set(ys[~ign].unique().tolist()) <= set(y.unique().tolist())
     again = scale_jitter(x, y, torch.Generator().manual_seed(0), (0.5, 2.0))
     assert torch.equal(again[0], xs) and torch.equal(again[1], ys)
-    # off at [1, 1]: untouched
+    # off at [1, 1] or with probability 0: untouched; with probability 0.5 some images are untouched
     x1, y1 = scale_jitter(x, y, torch.Generator().manual_seed(0), (1.0, 1.0))
     assert torch.equal(x1, x) and torch.equal(y1, y)
+    x0, y0 = scale_jitter(x, y, torch.Generator().manual_seed(0), (0.5, 2.0), prob=0.0)
+    assert torch.allclose(x0, x, atol=1e-4) and torch.equal(y0, y)
+    _, yh = scale_jitter(x, y, torch.Generator().manual_seed(0), (0.5, 2.0), prob=0.5)
+    same = (yh == y).flatten(1).all(1)
+    assert same.any() and not same.all()
 
 
 def test_scale_jitter_zoom_in_magnifies():

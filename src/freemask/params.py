@@ -130,6 +130,7 @@ class Train(_Section):
     pixel_noise: float = Field(0.04, ge=0)  # std of Gaussian noise on [0, 1] pixels
     # random zoom (log-uniform in [min, max]) and shift of training images; [1, 1] = off
     scale_range: list[float] = Field(default_factory=lambda: [1.0, 1.0], min_length=2, max_length=2)
+    scale_prob: float = Field(1.0, ge=0, le=1)  # share of training images that get the zoom
     input_size: int = Field(128, ge=32)  # the 32 px toy images are upsampled 4x
     patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
     window_size: int = Field(4, ge=2)

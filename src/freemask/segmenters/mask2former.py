@@ -132,8 +132,9 @@ def photometric(x: torch.Tensor, g: torch.Generator, jitter: float, noise: float
 
 
 def scale_jitter(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, scale_range: tuple[float, float],
-                 ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random zoom and shift of images (B, C, H, W) and labels (B, H, W), one per image.
+                 prob: float = 1.0, ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random zoom and shift of images (B, C, H, W) and labels (B, H, W), one per image, each
+    image jittered with probability ``prob`` (the others keep zoom 1 and no shift).
 
     The zoom factor is log-uniform in ``scale_range`` (> 1 magnifies, < 1 shrinks); the shift is
     uniform over the positions that keep the view inside the image (zoom in) or the whole image
@@ -147,6 +148,7 @@ def scale_jitter(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, scale_ran
     if lo == hi == 1.0:
         return x, y
     s = torch.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * torch.rand(b, generator=g, dtype=torch.float64)).float()
+    s = torch.where(torch.rand(b, generator=g) < prob, s, torch.ones_like(s))
     room = (1 - 1 / s).abs()
     t = room[:, None] * (2 * torch.rand(b, 2, generator=g) - 1)
     theta = torch.zeros(b, 2, 3)
@@ -315,7 +317,7 @@ def train_segmenter(
         y = _resize_labels(labels[idx], size)
         x[flip] = x[flip].flip(-1)
         y[flip] = y[flip].flip(-1)
-        x, y = scale_jitter(x, y, g, tuple(cfg.scale_range))
+        x, y = scale_jitter(x, y, g, tuple(cfg.scale_range), cfg.scale_prob)
         mask_labels, class_labels = semantic_to_targets(y)
 
         for group in opt.param_groups:
