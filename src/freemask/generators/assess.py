@@ -92,8 +92,8 @@ def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timestep
         for t in timesteps:
             tt = torch.full((len(x0),), t, dtype=torch.long)
             gen.unet(gen.scheduler.add_noise(x0, torch.randn(x0.shape, generator=g), tt), tt, encoder_hidden_states=context)
-    _, masks = masks_from_store(store, resolution, gcfg)
-    return masks, np.stack(truths), classes
+    masks = masks_from_store(store, resolution, gcfg, classes)
+    return masks.foreground, np.stack(truths), classes
 
 
 def mask_ious(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

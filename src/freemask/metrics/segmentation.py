@@ -91,12 +91,18 @@ class IoU:
     summarize = staticmethod(summarize)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks of the same shape; 1.0 if both are empty."""
+def mask_iou(a: np.ndarray, b: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """IoU of two boolean masks of the same shape over the pixels not in ``ignore``; 1.0 if both
+    are empty there."""
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    if ignore is not None:
+        ignore = np.asarray(ignore, dtype=bool)
+        if ignore.shape != a.shape:
+            raise ValueError(f"ignore mask shape {ignore.shape} differs from the masks' {a.shape}")
+        a, b = a & ~ignore, b & ~ignore
     union = np.logical_or(a, b).sum()
     if union == 0:
         return 1.0
