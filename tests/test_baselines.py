@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from freemask.masks.baselines import dataset_diffusion_masks, diffumask_masks, self_attention_power
+from freemask.masks.refine import transition_matrix
 from freemask.masks.result import ObjectMasks
 from freemask.masks.threshold import normalize01
 
@@ -14,10 +15,9 @@ def _blob(r=8, lo=2, hi=6, value=1.0):
 
 
 def _regions(labels: np.ndarray) -> torch.Tensor:
-    """Row-stochastic (1, N, N) self-attention where every pixel attends uniformly to its own region."""
+    """Transition matrix of a (1, N, N) self-attention where every pixel attends to its own region."""
     flat = labels.ravel()
-    same = (flat[:, None] == flat[None, :]).astype(np.float64)
-    return torch.from_numpy(same / same.sum(1, keepdims=True))[None]
+    return transition_matrix(torch.from_numpy((flat[:, None] == flat[None, :]).astype(np.float64))[None], 1.0)
 
 
 def test_diffumask_uses_each_classes_own_threshold_and_resolutions():
@@ -58,10 +58,11 @@ def test_self_attention_power_is_the_matrix_power_applied_to_the_map():
     a /= a.sum(1, keepdims=True)
     m = rng.random((4, 4))
     want = np.linalg.matrix_power(a, 3) @ m.ravel()
-    got = self_attention_power(m[None], torch.from_numpy(a)[None], tau=3)[0]
+    t = transition_matrix(torch.from_numpy(a)[None], 1.0)
+    got = self_attention_power(m[None], t, tau=3)[0]
     assert np.allclose(got, normalize01(want.reshape(4, 4)), atol=1e-6)
     # an affine change of the map does not change the normalised result
-    assert np.allclose(self_attention_power(3 * m[None] + 1, torch.from_numpy(a)[None], 3), got[None], atol=1e-6)
+    assert np.allclose(self_attention_power(3 * m[None] + 1, t, 3), got[None], atol=1e-6)
 
 
 def test_dataset_diffusion_fills_the_object_region_and_ignores_the_uncertain_band():

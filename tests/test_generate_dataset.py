@@ -81,7 +81,7 @@ def _rule(cfg, rule, **update):
 
 def test_diffumask_rule_thresholds_each_class_on_its_own_resolutions(tiny_generator, tiny_generate_cfg):
     from freemask.generators.attention import AttentionStore, token_positions
-    from freemask.generators.dataset import masks_from_store
+    from freemask.generators.masking import masks_from_store
     from freemask.generators.sampling import sample
 
     plan = [p for p in plan_objects(tiny_generate_cfg) if p.cls in ("car", "boat")][:3]

@@ -40,7 +40,7 @@ def generate(
     from PIL import Image
 
     from .generators.attention import token_positions
-    from .generators.dataset import masks_from_store, new_store
+    from .generators.masking import masks_from_store, new_store
     from .generators.sampling import sample
     from .generators.toy import ToyGenerator
     from .world.spec import CLASSES

@@ -18,7 +18,7 @@ from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, class_index
 from .attention import recording, token_positions
-from .dataset import masks_from_store, new_store
+from .masking import masks_from_store, new_store
 from .toy import ToyGenerator
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +18,12 @@ from tqdm import tqdm
 
 from ..data import shards
 from ..io import write_json, write_text
-from ..masks.baselines import dataset_diffusion_masks, diffumask_masks
-from ..masks.refine import affinity_masks
 from ..masks.result import ObjectMasks
-from ..masks.threshold import normalize01, threshold
 from ..params import Generate
 from ..world.build import prompt
 from ..world.spec import BACKGROUND_FREQ, BACKGROUNDS, CLASSES, COOCCURRENCE, class_index
 from .attention import AttentionStore, token_positions
+from .masking import masks_from_store, new_store
 from .sampling import sample
 from .toy import ToyGenerator
 
@@ -61,70 +58,26 @@ def plan_scenes(cfg: Generate) -> list[PlannedSample]:
             for b, bg in enumerate(BACKGROUNDS) for j in range(cfg.scenes_per_background)]
 
 
-def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate) -> tuple[np.ndarray, ObjectMasks]:
-    """Generate a batch; return images (B,R,R,3) uint8 and their masks by ``cfg.threshold.rule``."""
+def object_token_index(gen: ToyGenerator, plan: list[PlannedSample]) -> torch.Tensor:
+    """(B, 1): the position of each prompt's class word (its last token if the word has several)."""
     idx = []
     for p in plan:
         pos = token_positions(gen.tokenizer, p.prompt, p.cls)
         idx.append(pos[0] if len(pos) == 1 else pos[-1])
-    store = new_store(torch.tensor(idx)[:, None], cfg)
-    images = sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
-                    record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
+    return torch.tensor(idx)[:, None]
+
+
+def sample_objects(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate, store: AttentionStore) -> np.ndarray:
+    """Images (B,R,R,3) uint8 of a batch of the plan, attention recorded into ``store`` as the stage does."""
+    return sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
+                  record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
+
+
+def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate) -> tuple[np.ndarray, ObjectMasks]:
+    """Generate a batch; return images (B,R,R,3) uint8 and their masks by ``cfg.threshold.rule``."""
+    store = new_store(object_token_index(gen, plan), cfg)
+    images = sample_objects(gen, plan, cfg, store)
     return images, masks_from_store(store, images.shape[1], cfg, [p.cls for p in plan])
-
-
-# the rules that refine the cross-attention with the generator's self-attention
-SELF_ATTENTION_RULES = ("affinity", "dataset_diffusion")
-
-
-def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
-    """An attention store that also records self-attention when the threshold rule needs affinities."""
-    res = cfg.refine.resolution if cfg.threshold.rule in SELF_ATTENTION_RULES else None
-    return AttentionStore(token_index, self_attention_resolution=res)
-
-
-def _maps(store: AttentionStore, size: int, resolutions: list[int], key: str) -> np.ndarray:
-    try:
-        return normalize01(store.maps(size, resolutions)[:, 0].numpy()).astype(np.float32)
-    except ValueError as err:
-        raise ValueError(f"{key}={resolutions}: {err}") from None
-
-
-def _affinity(store: AttentionStore, cfg: Generate) -> torch.Tensor:
-    try:
-        return store.affinity()
-    except ValueError:
-        raise ValueError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no self-attention "
-                         f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})") from None
-
-
-def masks_from_store(store: AttentionStore, size: int, cfg: Generate, classes: Sequence[str]) -> ObjectMasks:
-    """Masks of the first recorded token of each of the B prompts, at ``size`` x ``size``, by
-    ``cfg.threshold.rule``; ``classes``: the prompts' object classes (the diffumask rule's thresholds
-    and resolutions are per class). The one way from recorded attention to masks: the generate
-    stage, the CLI and the assess stage all come through here."""
-    rule = cfg.threshold.rule
-    if len(classes) != store.token_index.shape[0]:
-        raise ValueError(f"{len(classes)} classes for a store of {store.token_index.shape[0]} prompts")
-    if rule == "diffumask":
-        d = cfg.diffumask
-        wanted = sorted({r for c in classes if c in d.resolutions for r in d.resolutions[c]})
-        by_res = {r: store.maps(size, [r])[:, 0].numpy() for r in wanted if r in store.layers_by_resolution()}
-        missing = sorted(set(wanted) - set(by_res))
-        if missing:
-            raise ValueError(f"generate.diffumask.resolutions: no cross-attention at {missing} "
-                             f"(the generator's attention layers are at {sorted(store.layers_by_resolution())})")
-        return diffumask_masks(by_res, classes, d.thresholds, d.resolutions)
-    maps = _maps(store, size, cfg.resolutions, "generate.resolutions")
-    if rule == "affinity":
-        r = cfg.refine
-        grid = np.arange(r.grid_step, 1.0 - 1e-9, r.grid_step)
-        _, _, masks = affinity_masks(maps, _affinity(store, cfg), r.beta, r.walk_steps, r.bg_power, grid)
-        return ObjectMasks.binary(maps, masks)
-    if rule == "dataset_diffusion":
-        d = cfg.dataset_diffusion
-        return dataset_diffusion_masks(maps, _affinity(store, cfg), d.tau, d.low, d.high)
-    return ObjectMasks.binary(maps, np.stack([threshold(m, rule, cfg.threshold.value) for m in maps]))
 
 
 def _object_records(plan, images, masks: ObjectMasks):

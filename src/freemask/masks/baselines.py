@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .refine import random_walk, transition_matrix
+from .refine import random_walk
 from .result import ObjectMasks
 from .threshold import normalize01
 
@@ -51,18 +51,19 @@ def diffumask_masks(maps_by_resolution: Mapping[int, np.ndarray], classes: Seque
     return ObjectMasks.binary(np.stack(fused).astype(np.float32), np.stack(masks))
 
 
-def self_attention_power(maps: np.ndarray, affinity: torch.Tensor, tau: int) -> np.ndarray:
-    """``A_self^tau @ map`` for (B, H, W) maps and (B, r*r, r*r) self-attention, min-max normalised
-    per map (scores brought to the affinities' grid and back as in ``refine.random_walk``)."""
+def self_attention_power(maps: np.ndarray, transition: torch.Tensor, tau: int) -> np.ndarray:
+    """``A_self^tau @ map`` for (B, H, W) maps, min-max normalised per map. ``transition``: the
+    (B, r*r, r*r) self-attention with rows summing to one, ``refine.transition_matrix(affinity, 1.0)``
+    (scores are brought to its grid and back as in ``refine.random_walk``)."""
     if tau < 1:
         raise ValueError(f"tau must be >= 1, got {tau}")
-    return normalize01(random_walk(maps, transition_matrix(affinity, beta=1.0), steps=tau)).astype(np.float32)
+    return normalize01(random_walk(maps, transition, steps=tau)).astype(np.float32)
 
 
-def dataset_diffusion_masks(maps: np.ndarray, affinity: torch.Tensor, tau: int, low: float, high: float) -> ObjectMasks:
+def dataset_diffusion_masks(maps: np.ndarray, transition: torch.Tensor, tau: int, low: float, high: float) -> ObjectMasks:
     """Dataset-Diffusion-style masks: object where the refined score is ``>= high``, ignored where
     it is in ``[low, high)``, background below ``low``."""
     if not 0 <= low < high <= 1:
         raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
-    refined = self_attention_power(maps, affinity, tau)
+    refined = self_attention_power(maps, transition, tau)
     return ObjectMasks(refined, refined >= high, (refined >= low) & (refined < high))
