@@ -233,8 +233,10 @@ class Assess(_Section):
     renders_per_class: int = Field(30, gt=0)
     noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
     # mask-quality table (every threshold rule x every resolution subset): generated samples per class,
-    # regenerated with the generate params and the seeds of the generate stage's first ones per class
-    mask_quality_per_class: int = Field(10, gt=0)
+    # regenerated with the generate params and the seeds of the generate stage's first ones per class.
+    # Cost, 1 thread on a loaded 2-core box: 1.15 CPU-s per re-made sample + 0.06 per sample and render
+    # to score the 26 rows; 5 per class adds ~60 CPU-s to the stage's ~210 (classifier 140, renders 55)
+    mask_quality_per_class: int = Field(5, gt=0)
     mask_quality_resolutions: list[_Resolutions] = Field(
         default_factory=lambda: [[32], [16], [8], [32, 16], [32, 16, 8]], min_length=1)
 
