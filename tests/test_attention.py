@@ -249,3 +249,19 @@ def test_word_maps_average_the_maps_of_a_words_tokens():
     assert torch.allclose(maps[1, 0].flatten(), (probs[1, :, 2] + probs[1, :, 3]) / 2)
     with pytest.raises(ValueError, match="not built from these word tokens"):
         word_maps(AttentionStore(torch.tensor([[4], [2]])), tokens, size=2)
+
+
+def test_inactive_steps_run_the_layers_own_processors_and_record_nothing(tiny_generator):
+    unet = tiny_generator.unet.eval()
+    x, t, ctx = _inputs(tiny_generator)
+    store = AttentionStore(torch.tensor([[5], [8]]), self_attention_resolution=32)
+    with torch.no_grad():
+        plain = unet(x, t, encoder_hidden_states=ctx).sample
+        with recording(unet, store):
+            store.active = False
+            off = unet(x, t, encoder_hidden_states=ctx).sample
+            store.active = True
+            on = unet(x, t, encoder_hidden_states=ctx).sample
+    assert torch.equal(plain, off)  # the default processors ran, bit for bit
+    assert torch.allclose(plain, on, atol=1e-5)
+    assert set(store.counts.values()) == {1} and store.self_count > 0  # only the active pass was recorded

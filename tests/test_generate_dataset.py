@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freemask.data import shards
 from freemask.generators import dataset
@@ -118,12 +119,58 @@ def test_affinity_rule_gives_masks_from_the_generators_own_self_attention(tiny_g
                                               "refine": tiny_generate_cfg.refine.model_copy(update={"resolution": 16}),
                                               "max_timestep": 1000})
     plan = plan_objects(cfg)[:3]
-    images, maps, masks = attention_masks(tiny_generator, plan, cfg)
-    assert images.shape == (3, 32, 32, 3) and masks.shape == (3, 32, 32) and masks.dtype == bool
+    images, masks = attention_masks(tiny_generator, plan, cfg)
+    assert images.shape == (3, 32, 32, 3) and masks.foreground.shape == (3, 32, 32) and not masks.ignore.any()
     grid = np.arange(0.05, 1.0, 0.05)
-    for m, mask in zip(maps, masks):  # every mask is the raw map cut at one grid threshold
+    for m, mask in zip(masks.maps, masks.foreground):  # every mask is the raw map cut at one grid threshold
         assert any(np.array_equal(mask, m > tau) for tau in grid)
 
     bad = cfg.model_copy(update={"refine": cfg.refine.model_copy(update={"resolution": 64})})
     with pytest.raises(ValueError, match=r"generate.refine.resolution=64.*\[8, 16, 32\]"):
         attention_masks(tiny_generator, plan, bad)
+
+
+def _rule(cfg, rule, **update):
+    return cfg.model_copy(update={"threshold": cfg.threshold.model_copy(update={"rule": rule}), "max_timestep": 1000,
+                                  "refine": cfg.refine.model_copy(update={"resolution": 16}), **update})
+
+
+def test_diffumask_rule_thresholds_each_class_on_its_own_resolutions(tiny_generator, tiny_generate_cfg):
+    from freemask.generators.attention import AttentionStore, token_positions
+    from freemask.generators.masking import masks_from_store
+    from freemask.generators.sampling import sample
+
+    plan = [p for p in plan_objects(tiny_generate_cfg) if p.cls in ("car", "boat")][:3]
+    d = tiny_generate_cfg.diffumask
+    dm = d.model_copy(update={"thresholds": {**d.thresholds, "car": 0.3, "boat": 0.7},
+                              "resolutions": {**d.resolutions, "car": [8], "boat": [32, 16]}})
+    cfg = _rule(tiny_generate_cfg, "diffumask", diffumask=dm)
+    store = AttentionStore(torch.tensor([[token_positions(tiny_generator.tokenizer, p.prompt, p.cls)[0]] for p in plan]))
+    sample(tiny_generator, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store)
+    out = masks_from_store(store, 32, cfg, [p.cls for p in plan])
+    for b, p in enumerate(plan):
+        res = dm.resolutions[p.cls]
+        want = np.mean([normalize01(store.maps(32, [r])[b, 0].numpy()) for r in res], axis=0)
+        assert np.allclose(out.maps[b], want, atol=1e-6)
+        assert np.array_equal(out.foreground[b], want > dm.thresholds[p.cls])
+    bad = cfg.model_copy(update={"diffumask": dm.model_copy(update={"resolutions": {**dm.resolutions, "car": [64]}})})
+    with pytest.raises(ValueError, match=r"generate.diffumask.resolutions: no cross-attention at \[64\]"):
+        masks_from_store(store, 32, bad, [p.cls for p in plan])
+
+
+def test_dataset_diffusion_rule_writes_ignored_pixels_as_255(tmp_path, tiny_generator, tiny_generate_cfg):
+    cfg = _rule(tiny_generate_cfg, "dataset_diffusion", per_class=1, scenes_per_background=0)
+    # a wide band, so the random-weight generator's maps surely leave some pixels undecided
+    cfg = cfg.model_copy(update={"dataset_diffusion": cfg.dataset_diffusion.model_copy(update={"low": 0.2, "high": 0.8})})
+    gdir = tmp_path / "gen"
+    tiny_generator.save(gdir)
+    generate_dataset(cfg, gdir, tmp_path / "out")
+    seen_ignore = False
+    for _, m in shards.read_shards(tmp_path / "out" / "objects"):
+        label, amap = m["label.png"], m["attention.png"] / 255.0
+        cls = CLASSES.index(m["meta.json"]["class"]) + 1
+        assert set(np.unique(label)) <= {0, cls, 255}
+        # the stored map is the refined score: object >= high, ignored in [low, high)
+        assert (amap[label == cls] >= 0.8 - 1 / 255).all() and (amap[label == 0] < 0.2 + 1 / 255).all()
+        seen_ignore |= bool((label == 255).any())
+    assert seen_ignore

@@ -89,3 +89,22 @@ def test_mask_iou():
     assert mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
     with pytest.raises(ValueError):
         mask_iou(a, np.zeros((3, 3), bool))
+
+
+def test_mask_iou_leaves_ignored_pixels_out():
+    a = np.array([[1, 1, 0], [0, 0, 0]], bool)
+    b = np.array([[0, 1, 1], [0, 0, 0]], bool)
+    assert mask_iou(a, b, ignore=np.array([[1, 0, 0], [0, 0, 0]], bool)) == pytest.approx(1 / 2)
+    assert mask_iou(a, b, ignore=np.array([[1, 0, 1], [0, 0, 0]], bool)) == 1.0
+    assert mask_iou(a, b, ignore=np.ones_like(a)) == 1.0  # nothing left to disagree on
+    with pytest.raises(ValueError, match="ignore mask shape"):
+        mask_iou(a, b, ignore=np.zeros((3, 3), bool))
+
+
+def test_per_class_mean_weighs_classes_equally():
+    from freemask.metrics.segmentation import per_class_mean
+
+    out = per_class_mean(np.array([1.0, 1.0, 1.0, 0.0]), ["a", "a", "a", "b"], ("b", "a", "c"))
+    assert out == {"mean": 0.5, "per_class": {"b": 0.0, "a": 1.0}} and list(out["per_class"]) == ["b", "a"]
+    with pytest.raises(ValueError, match=r"classes \['z'\] are not in the class order"):
+        per_class_mean(np.array([1.0]), ["z"], ("a",))

@@ -73,3 +73,42 @@ def test_generator_attention_levels_cannot_exceed_unet_levels():
     data["train_generator"]["attention_levels"] = 4
     with pytest.raises(ParamsError, match=r"train_generator.*attention_levels: 4 levels asked, the UNet has 3"):
         validate(data)
+
+
+def test_diffumask_per_class_params_reject_unknown_and_missing_classes_by_key():
+    data = dump_defaults()
+    data["generate"]["diffumask"]["thresholds"]["cat"] = 0.4
+    with pytest.raises(ParamsError, match=r"generate\.diffumask\.thresholds: .*unknown class 'cat'"):
+        validate(data)
+    data = dump_defaults()
+    del data["generate"]["diffumask"]["resolutions"]["boat"]
+    with pytest.raises(ParamsError, match=r"generate\.diffumask\.resolutions: .*no resolution list for class 'boat'"):
+        validate(data)
+    data = dump_defaults()
+    data["generate"]["diffumask"]["thresholds"]["car"] = 1.5
+    data["generate"]["diffumask"]["resolutions"]["car"] = []
+    with pytest.raises(ParamsError) as err:
+        validate(data)
+    assert "generate.diffumask.thresholds.car: Input should be less than 1" in str(err.value)
+    assert "generate.diffumask.resolutions.car" in str(err.value)
+
+
+def test_diffumask_override_of_one_class_keeps_the_others():
+    data = dump_defaults()
+    data["generate"]["diffumask"]["thresholds"]["car"] = 0.35
+    p = validate(data)
+    assert p.generate.diffumask.thresholds["car"] == 0.35 and p.generate.diffumask.thresholds["boat"] == 0.5
+
+
+def test_dataset_diffusion_band_must_be_ordered():
+    data = dump_defaults()
+    data["generate"]["dataset_diffusion"]["low"] = 0.7
+    with pytest.raises(ParamsError, match=r"generate\.dataset_diffusion: .*low \(0\.7\) must be below high \(0\.6\)"):
+        validate(data)
+
+
+def test_mask_quality_cannot_ask_for_more_samples_than_the_generate_stage_makes():
+    data = dump_defaults()
+    data["assess"]["mask_quality_per_class"] = 61
+    with pytest.raises(ParamsError, match=r"assess\.mask_quality_per_class: 61 samples .* makes 60 \(generate\.per_class\)"):
+        validate(data)

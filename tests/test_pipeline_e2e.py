@@ -18,7 +18,7 @@ TINY = {
     "generate": {"per_class": 2, "scenes_per_background": 1, "steps": 2, "batch_size": 8, "shard_size": 8},
     "compose": {"n_images": 10, "shard_size": 4},
     "train": {"steps": 4, "batch_size": 4, "eval_every": 2},
-    "assess": {"classifier_steps": 3, "renders_per_class": 1},
+    "assess": {"classifier_steps": 3, "renders_per_class": 1, "mask_quality_per_class": 1},
     "report": {"grid_samples": 8},
 }
 

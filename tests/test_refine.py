@@ -36,12 +36,13 @@ def test_foreground_claims_uncertain_pixels_of_its_region_and_bg_power_sets_how_
     obj, aff = _two_regions()
     maps = np.where(obj, 0.35, 0.05)[None]  # a faint object: 0.35 < 0.5, yet its region is separate
     maps[0, 0, 0] = 1.0
-    weak = affinity_foreground(maps, aff, beta=1.0, steps=1, bg_power=1.0)  # fg where walked map > walked (1 - map)
-    strong = affinity_foreground(maps, aff, beta=1.0, steps=1, bg_power=4.0)
+    t = transition_matrix(aff, 1.0)
+    weak = affinity_foreground(maps, t, steps=1, bg_power=1.0)  # fg where walked map > walked (1 - map)
+    strong = affinity_foreground(maps, t, steps=1, bg_power=4.0)
     assert not weak[0].any()
     assert np.array_equal(strong[0], obj)
     with pytest.raises(ValueError, match="normalised"):
-        affinity_foreground(maps * 2, aff, 1.0, 1, 4.0)
+        affinity_foreground(maps * 2, t, 1, 4.0)
 
 
 def test_refinement_keeps_the_faint_part_of_an_object_that_otsu_cuts_off():
@@ -53,7 +54,7 @@ def test_refinement_keeps_the_faint_part_of_an_object_that_otsu_cuts_off():
     raw = (raw - raw.min()) / (raw.max() - raw.min())
     otsu = raw > otsu_threshold(raw)
     grid = np.arange(0.05, 0.96, 0.05)
-    target, taus, masks = affinity_masks(raw[None], aff, beta=1.0, steps=2, bg_power=4.0, grid=grid)
+    target, taus, masks = affinity_masks(raw[None], transition_matrix(aff, 1.0), steps=2, bg_power=4.0, grid=grid)
     assert np.array_equal(target[0], obj)
     iou = lambda m: (m & obj).sum() / (m | obj).sum()
     assert iou(masks[0]) == 1.0 > iou(otsu)

@@ -40,7 +40,7 @@ def generate(
     from PIL import Image
 
     from .generators.attention import token_positions
-    from .generators.dataset import masks_from_store, new_store
+    from .generators.masking import masks_from_store, new_store
     from .generators.sampling import sample
     from .generators.toy import ToyGenerator
     from .world.spec import CLASSES
@@ -58,13 +58,19 @@ def generate(
     except (KeyError, FileNotFoundError) as err:
         typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
         raise typer.Exit(2) from None
-    maps, masks = masks_from_store(store, image.shape[0], cfg)
-    amap, mask = maps[0], masks[0]
+    try:
+        masks = masks_from_store(store, image.shape[0], cfg, [word])
+    except KeyError as err:  # diffumask: a word with no per-class params
+        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
+        raise typer.Exit(2) from None
+    amap, mask, ignore = masks.maps[0], masks.foreground[0], masks.ignore[0]
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(out / "mask.png")
+    # object 255, undecided pixels (rules with an uncertainty band) 128, background 0
+    Image.fromarray(np.where(mask, 255, np.where(ignore, 128, 0)).astype(np.uint8)).save(out / "mask.png")
     Image.fromarray((amap * 255 + 0.5).astype(np.uint8)).save(out / "attention.png")
-    typer.echo(f"wrote {out}/image.png, mask.png, attention.png (mask covers {mask.mean():.0%})")
+    undecided = f", {ignore.mean():.0%} undecided" if ignore.any() else ""
+    typer.echo(f"wrote {out}/image.png, mask.png, attention.png (mask covers {mask.mean():.0%}{undecided})")
 
 
 @app.command()

@@ -6,10 +6,12 @@ whole file before doing any work and names the offending dotted key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .world.spec import CLASSES
 
 
 class _Section(BaseModel):
@@ -60,13 +62,19 @@ class TrainGenerator(_Section):
 
 class Threshold(_Section):
     # fixed: map > value; otsu: Otsu's threshold per map; affinity: paper §3.1.2, the per-image
-    # threshold whose mask best matches AffinityNet's foreground (see `refine`)
-    rule: Literal["fixed", "otsu", "affinity"] = "affinity"
+    # threshold whose mask best matches AffinityNet's foreground (see `refine`). Baselines kept for
+    # the paper's comparisons: diffumask (per-class thresholds and resolutions, see `diffumask`) and
+    # dataset_diffusion (self-attention exponentiation with an ignored band, see `dataset_diffusion`).
+    rule: Literal["fixed", "otsu", "affinity", "diffumask", "dataset_diffusion"] = "affinity"
     value: float = Field(0.5, gt=0, lt=1)
 
 
 class Refine(_Section):
     """AffinityNet inference on self-attention affinities (used by threshold.rule = affinity).
+
+    ``resolution`` also gives the self-attention that threshold.rule = dataset_diffusion exponentiates:
+    an attention store records self-attention at one resolution, so one recording serves both rules
+    (the assess stage's mask-quality table scores every rule on the same recording).
 
     Chosen on seed-7 generated samples (against the foreground of a scale-jittered oracle) and
     seed-1 noised renders (against the truth); the stages use seed 0. Mean IoU, samples / renders:
@@ -80,6 +88,71 @@ class Refine(_Section):
     walk_steps: int = Field(1, ge=0)
     bg_power: float = Field(6.0, gt=0)  # background score (1 - map) ** bg_power (AffinityNet's alpha)
     grid_step: float = Field(0.05, gt=0, lt=0.5)  # candidate thresholds: grid_step, 2*grid_step, ... < 1
+
+
+_Unit = Annotated[float, Field(gt=0, lt=1)]
+_Resolutions = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+
+
+def _every_toy_class(value: dict, what: str) -> dict:
+    """Per-class params name exactly the toy classes: an unknown name is a typo or another world's
+    class, and a missing one is required rather than defaulted (no class is silently left at a value
+    nobody chose)."""
+    unknown = sorted(set(value) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"unknown class {', '.join(map(repr, unknown))} (toy classes: {', '.join(CLASSES)})")
+    missing = [c for c in CLASSES if c not in value]
+    if missing:
+        raise ValueError(f"no {what} for class {', '.join(map(repr, missing))}: every toy class needs one")
+    return value
+
+
+class DiffuMask(_Section):
+    """DiffuMask-style masks (Wu et al., ICCV 2023; used by threshold.rule = diffumask): a constant
+    threshold and a subset of attention resolutions *per class*.
+
+    DiffuMask fuses each class's cross-attention from its own resolutions (each map normalised, then
+    averaged; in the authors' VOC script most classes average 16/32/64 and a few large ones use 8
+    alone) and found that the best threshold differs by class (their Fig. 3: mask IoU against a
+    VOC-trained Mask2Former over thresholds 0.30-0.54, 1k generated images per class). The toy
+    defaults are neutral -- 0.5 and the toy generator's finest resolution for every class -- and were
+    NOT tuned on any toy data: calibrating them (e.g. against the oracle on generated samples, as
+    DiffuMask did) is the user's job. Every toy class must be listed in both mappings.
+    """
+
+    thresholds: dict[str, _Unit] = Field(default_factory=lambda: {c: 0.5 for c in CLASSES})
+    resolutions: dict[str, _Resolutions] = Field(default_factory=lambda: {c: [32] for c in CLASSES})
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_per_class(cls, v):
+        return _every_toy_class(v, "threshold")
+
+    @field_validator("resolutions")
+    @classmethod
+    def _resolutions_per_class(cls, v):
+        return _every_toy_class(v, "resolution list")
+
+
+class DatasetDiffusion(_Section):
+    """Dataset-Diffusion-style masks (Nguyen et al., NeurIPS 2023; used by threshold.rule =
+    dataset_diffusion): the cross-attention map refined by the self-attention raised to the power
+    ``tau`` (A_self^tau @ A_cross, self-attention at generate.refine.resolution), min-max normalised;
+    object where the refined score >= ``high``, ignored (label 255) where ``low`` <= score < ``high``,
+    background below ``low``. Defaults from the authors: tau = 4 (the paper's self-attention
+    exponentiation; ``matrix_power(affinity, 4)`` in their gen_data.py) and the band [0.5, 0.6)
+    (gen_data.py: --threshold 0.6, --uncertainty-threshold 0.5).
+    """
+
+    tau: int = Field(4, ge=1)
+    low: float = Field(0.5, gt=0, lt=1)
+    high: float = Field(0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _band_ordered(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high}): [low, high) is the ignored band")
+        return self
 
 
 class Generate(_Section):
@@ -102,6 +175,8 @@ class Generate(_Section):
     max_timestep: int = Field(200, gt=0, le=1000)
     threshold: Threshold = Threshold()
     refine: Refine = Refine()
+    diffumask: DiffuMask = DiffuMask()
+    dataset_diffusion: DatasetDiffusion = DatasetDiffusion()
     shard_size: int = Field(500, gt=0)
 
 
@@ -158,6 +233,13 @@ class Assess(_Section):
     classifier_steps: int = Field(1500, gt=0)
     renders_per_class: int = Field(30, gt=0)
     noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
+    # mask-quality table (every threshold rule x every resolution subset): generated samples per class,
+    # regenerated with the generate params and the seeds of the generate stage's first ones per class.
+    # Cost, 1 thread on a loaded 2-core box: 1.15 CPU-s per re-made sample + 0.06 per sample and render
+    # to score the 26 rows; 5 per class adds ~60 CPU-s to the stage's ~210 (classifier 140, renders 55)
+    mask_quality_per_class: int = Field(5, gt=0)
+    mask_quality_resolutions: list[_Resolutions] = Field(
+        default_factory=lambda: [[32], [16], [8], [32, 16], [32, 16, 8]], min_length=1)
 
 
 class Evaluate(_Section):
@@ -179,6 +261,14 @@ class Params(_Section):
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
 
+    @model_validator(mode="after")
+    def _mask_quality_samples_exist(self):
+        n, have = self.assess.mask_quality_per_class, self.generate.per_class
+        if n > have:
+            raise ValueError(f"assess.mask_quality_per_class: {n} samples per class asked, the generate stage "
+                             f"makes {have} (generate.per_class); the table re-makes the stage's first ones")
+        return self
+
 
 class ParamsError(ValueError):
     """A params file that does not validate; the message names every bad dotted key."""
@@ -188,7 +278,9 @@ def _describe(err: ValidationError, source: str, schema: str = "params.py") -> s
     lines = [f"{source}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if not key:  # a check across sections: its message names the keys
+            lines.append(f"  {e['msg']}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (misspelled? see {schema} for the accepted keys)")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")

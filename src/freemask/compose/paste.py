@@ -1,7 +1,8 @@
 """Multi-object composition: cut generated objects out by their masks and paste them into scenes.
 
 Stacking order decides the label: a newer object overwrites the label pixels it covers, so masks
-stay consistent under occlusion. The ``random`` mode (the baseline, and the ablation 'w/o
+stay consistent under occlusion. Pixels a mask rule left undecided (label 255, e.g. Dataset
+Diffusion's uncertainty band) travel with their object and stay 255 where it is pasted. The ``random`` mode (the baseline, and the ablation 'w/o
 thesaurus, w/o placement') picks objects uniformly and places them at random positions.
 """
 from __future__ import annotations
@@ -13,44 +14,60 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data import shards
+from ..metrics.segmentation import IGNORE_INDEX
 from ..params import Compose
 
 
 @dataclass(frozen=True)
 class Cutout:
     key: str
-    rgb: np.ndarray  # (h, w, 3) uint8, the mask's bounding box
-    mask: np.ndarray  # (h, w) bool
+    rgb: np.ndarray  # (h, w, 3) uint8, the bounding box of the object and its undecided pixels
+    mask: np.ndarray  # (h, w) bool, the object
     label: int
+    ignore: np.ndarray  # (h, w) bool, pixels the mask rule left undecided (label 255), never in ``mask``
 
 
 def cut_out(key: str, image: np.ndarray, label: np.ndarray) -> Cutout | None:
-    """The object's bounding-box crop; None when the mask is empty."""
-    fg = label > 0
+    """The crop around the object and its undecided (``IGNORE_INDEX``) pixels; None when no pixel
+    is surely the object."""
+    ignore = label == IGNORE_INDEX
+    fg = (label > 0) & ~ignore
     if not fg.any():
         return None
-    ys, xs = np.nonzero(fg)
+    classes = np.unique(label[fg])
+    if len(classes) != 1:
+        raise ValueError(f"object sample {key!r} has labels {classes.tolist()}; one class per object expected")
+    ys, xs = np.nonzero(fg | ignore)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return Cutout(key, image[y0:y1, x0:x1].copy(), fg[y0:y1, x0:x1].copy(), int(label[fg].max()))
+    return Cutout(key, image[y0:y1, x0:x1].copy(), fg[y0:y1, x0:x1].copy(), int(classes[0]),
+                  ignore[y0:y1, x0:x1].copy())
+
+
+def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.array(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
 
 
 def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: float, size: float) -> None:
     """Paste ``obj`` in place, its longer side ``size`` (fraction of the image), centred at (cx, cy).
 
-    Parts falling outside the canvas are clipped; covered label pixels take the object's label.
+    Parts falling outside the canvas are clipped. The object's pixels take its label; its undecided
+    pixels are pasted too (they may be object) and take ``IGNORE_INDEX``, never the object's label.
+    Either way the pasted pixels overwrite the labels they cover (occlusion).
     """
     H, W = label.shape
     h, w = obj.mask.shape
     scale = size * max(H, W) / max(h, w)
     nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
     rgb = np.array(Image.fromarray(obj.rgb).resize((nw, nh), Image.BILINEAR))
-    m = np.array(Image.fromarray(obj.mask.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST)) > 127
+    m, ign = _resize_mask(obj.mask, (nw, nh)), _resize_mask(obj.ignore, (nw, nh))
     top, left = int(round(cy * H - nh / 2)), int(round(cx * W - nw / 2))
     ys, xs = slice(max(0, top), min(H, top + nh)), slice(max(0, left), min(W, left + nw))
     sub = (slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
-    mm = m[sub]
-    image[ys, xs][mm] = rgb[sub][mm]
+    mm, ii = m[sub], ign[sub] & ~m[sub]
+    covered = mm | ii
+    image[ys, xs][covered] = rgb[sub][covered]
     label[ys, xs][mm] = obj.label
+    label[ys, xs][ii] = IGNORE_INDEX
 
 
 def load_cutouts(objects_dir) -> list[Cutout]:

@@ -2,9 +2,14 @@
 
 - a small CNN trained on renders (with lighting augmentation) labels generated samples;
 - attention masks of generated samples are scored against an oracle segmenter's prediction;
-- attention masks of noised real renders (one denoising pass) are scored against the truth.
+- attention masks of noised real renders (one denoising pass) are scored against the truth;
+- the mask-quality table (``mask_quality``): every mask rule at every resolution subset, on the
+  generate stage's first samples of each class (re-made with its params and seeds, attention
+  recorded once) against the oracle, and on the noised renders against the truth.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -12,13 +17,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..metrics.segmentation import mask_iou
+from ..masks.result import ObjectMasks
+from ..metrics.segmentation import IGNORE_INDEX, mask_iou
+from ..metrics.segmentation import per_class_mean as _per_class_mean
 from ..params import Generate
 from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, class_index
-from .attention import recording, token_positions
-from .dataset import masks_from_store, new_store
+from .attention import AttentionStore, recording, token_positions
+from .dataset import object_token_index, plan_objects, sample_objects
+from .mask_quality import RuleScores, mask_quality_table, mask_settings
+from .masking import RecordedAttention, masks_from_recorded
 from .toy import ToyGenerator
 
 
@@ -64,15 +73,11 @@ def classify(net: RenderClassifier, images: np.ndarray) -> np.ndarray:
 
 
 def per_class_mean(values: np.ndarray, classes: list[str]) -> dict:
-    classes_arr = np.array(classes)
-    per = {c: round(float(values[classes_arr == c].mean()), 4) for c in CLASSES if (classes_arr == c).any()}
-    return {"mean": round(float(np.mean(list(per.values()))), 4), "per_class": per}
+    return _per_class_mean(values, classes, CLASSES)
 
 
-@torch.no_grad()
-def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timesteps: list[int], gcfg: Generate,
-                        resolution: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Attention masks of real renders noised at ``timesteps`` (maps averaged), with their true masks."""
+def noised_renders(n_per_class: int, seed: int, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Single-object renders (uint8 images), their true object masks, classes and prompts."""
     images, truths, classes, prompts = [], [], [], []
     for k, cls in enumerate(CLASSES):
         for i in range(n_per_class):
@@ -83,21 +88,46 @@ def noised_render_masks(gen: ToyGenerator, n_per_class: int, seed: int, timestep
             truths.append(label == class_index(cls))
             classes.append(cls)
             prompts.append(prompt([cls], bg))
-    x0 = _to_tensor(np.stack(images))
-    idx = torch.tensor([token_positions(gen.tokenizer, p, c)[0] for p, c in zip(prompts, classes)])[:, None]
-    store = new_store(idx, gcfg)
-    context = gen.encode(prompts)
+    return np.stack(images), np.stack(truths), classes, prompts
+
+
+@torch.no_grad()
+def record_noised_renders(gen: ToyGenerator, images: np.ndarray, prompts: list[str], classes: list[str],
+                          timesteps: list[int], seed: int, self_attention_resolution: int,
+                          batch_size: int) -> Iterator[tuple[slice, RecordedAttention]]:
+    """Attention of renders noised at ``timesteps`` (one UNet pass each, maps averaged), batch by
+    batch, with self-attention recorded so that every mask rule can be applied. The noise is drawn
+    for all renders at once, so it does not depend on the batch size."""
+    x0 = _to_tensor(images)
     g = torch.Generator().manual_seed(seed)
-    with recording(gen.unet, store):
-        for t in timesteps:
-            tt = torch.full((len(x0),), t, dtype=torch.long)
-            gen.unet(gen.scheduler.add_noise(x0, torch.randn(x0.shape, generator=g), tt), tt, encoder_hidden_states=context)
-    _, masks = masks_from_store(store, resolution, gcfg)
-    return masks, np.stack(truths), classes
+    noise = [torch.randn(x0.shape, generator=g) for _ in timesteps]
+    idx = torch.tensor([token_positions(gen.tokenizer, p, c)[0] for p, c in zip(prompts, classes)])[:, None]
+    for b in range(0, len(x0), batch_size):
+        sl = slice(b, b + batch_size)
+        store = AttentionStore(idx[sl], self_attention_resolution=self_attention_resolution)
+        context = gen.encode(prompts[sl])
+        with recording(gen.unet, store):
+            for t, n in zip(timesteps, noise):
+                tt = torch.full((len(x0[sl]),), t, dtype=torch.long)
+                gen.unet(gen.scheduler.add_noise(x0[sl], n[sl], tt), tt, encoder_hidden_states=context)
+        yield sl, RecordedAttention(store, images.shape[1])
 
 
-def mask_ious(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    return np.array([mask_iou(a, b) for a, b in zip(pred, truth)])
+@torch.no_grad()
+def record_generated(gen: ToyGenerator, gcfg: Generate, n_per_class: int) -> Iterator[tuple[list, np.ndarray, RecordedAttention]]:
+    """The generate stage's first ``n_per_class`` samples of every class (same prompts and seeds: its
+    plan does not depend on generate.per_class), re-made batch by batch with self-attention recorded."""
+    plan = plan_objects(gcfg.model_copy(update={"per_class": n_per_class}))
+    for b in tqdm(range(0, len(plan), gcfg.batch_size), desc="assess: mask-quality samples"):
+        batch = plan[b:b + gcfg.batch_size]
+        store = AttentionStore(object_token_index(gen, batch), self_attention_resolution=gcfg.refine.resolution)
+        images = sample_objects(gen, batch, gcfg, store)
+        yield batch, images, RecordedAttention(store, images.shape[1])
+
+
+def mask_ious(masks: ObjectMasks, truth: np.ndarray) -> np.ndarray:
+    """Per-sample IoU over the pixels the masks do not ignore."""
+    return np.array([mask_iou(f, t, i) for f, t, i in zip(masks.foreground, truth, masks.ignore)])
 
 
 def load_render_classes(generator_train_dir) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +143,15 @@ def load_render_classes(generator_train_dir) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels)
 
 
+def stored_object_masks(labels: np.ndarray) -> ObjectMasks:
+    """The masks the generate stage wrote (label maps: class id, 0, 255 = ignored)."""
+    ignore = labels == IGNORE_INDEX
+    return ObjectMasks(np.zeros(labels.shape, np.float32), (labels > 0) & ~ignore, ignore)
+
+
 def assess_generator(params, generator_dir, generator_train_dir, objects_dir, oracle_dir) -> dict:
-    """All generator-quality figures of the spine: recognisability and attention-mask IoU."""
+    """All generator-quality figures of the spine: recognisability, attention-mask IoU under the
+    generate params, and the mask-quality table of every rule and resolution subset."""
     from ..data import shards
     from ..segmenters.mask2former import load_segmenter, predict
 
@@ -123,24 +160,37 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     render_x, render_y = load_render_classes(generator_train_dir)
     clf = train_classifier(render_x, render_y, cfg.classifier_steps, cfg.seed)
 
-    images, att_masks, classes = [], [], []
+    images, labels, classes = [], [], []
     for _, m in shards.read_shards(objects_dir):
         images.append(m["image.png"])
-        att_masks.append(m["label.png"] > 0)
+        labels.append(m["label.png"])
         classes.append(m["meta.json"]["class"])
-    images, att_masks = np.stack(images), np.stack(att_masks)
+    images, stored = np.stack(images), stored_object_masks(np.stack(labels))
     predicted = classify(clf, images)
     correct = (predicted == np.array([CLASSES.index(c) for c in classes])).astype(float)
-    oracle = predict(load_segmenter(oracle_dir), images)
-    oracle_masks = np.stack([o == class_index(c) for o, c in zip(oracle, classes)])
+    oracle = load_segmenter(oracle_dir)
+    oracle_masks = np.stack([o == class_index(c) for o, c in zip(predict(oracle, images), classes)])
 
-    nm, nt, ncls = noised_render_masks(gen, cfg.renders_per_class, cfg.seed, cfg.noise_timesteps, gcfg, images.shape[1])
+    settings = mask_settings(cfg.mask_quality_resolutions)
+    on_renders, on_generated = RuleScores(settings, gcfg), RuleScores(settings, gcfg)
+    r_images, r_truths, r_classes, r_prompts = noised_renders(cfg.renders_per_class, cfg.seed, images.shape[1])
+    render_ious = []
+    for sl, rec in record_noised_renders(gen, r_images, r_prompts, r_classes, cfg.noise_timesteps, cfg.seed,
+                                         gcfg.refine.resolution, gcfg.batch_size):
+        render_ious.append(mask_ious(masks_from_recorded(rec, gcfg, r_classes[sl]), r_truths[sl]))
+        on_renders.add(rec, r_classes[sl], r_truths[sl])
+    for batch, gen_images, rec in record_generated(gen, gcfg, cfg.mask_quality_per_class):
+        reference = np.stack([o == class_index(p.cls) for o, p in zip(predict(oracle, gen_images), batch)])
+        on_generated.add(rec, [p.cls for p in batch], reference)
+
     held_out = classify(clf, render_x[-2000:]) == render_y[-2000:]
     return {
         "classifier_accuracy_on_generated": per_class_mean(correct, classes),
         "classifier_accuracy_on_renders_seen_in_training": round(float(held_out.mean()), 4),
-        "attention_iou_vs_oracle_on_generated": per_class_mean(mask_ious(att_masks, oracle_masks), classes),
-        "attention_iou_vs_truth_on_noised_renders": per_class_mean(mask_ious(nm, nt), ncls),
+        "attention_iou_vs_oracle_on_generated": per_class_mean(mask_ious(stored, oracle_masks), classes),
+        "attention_ignored_share_on_generated": per_class_mean(stored.ignore.mean(axis=(1, 2)), classes),
+        "attention_iou_vs_truth_on_noised_renders": per_class_mean(np.concatenate(render_ious), r_classes),
+        "mask_quality": mask_quality_table(on_generated, on_renders),
         "n_generated": int(len(images)),
-        "n_noised_renders": int(len(nm)),
+        "n_noised_renders": int(len(r_images)),
     }

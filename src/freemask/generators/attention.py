@@ -117,12 +117,19 @@ class AttentionStore:
 
 class CrossAttentionRecorder:
     """Attention processor that records a layer's attention probabilities into an ``AttentionStore``:
-    token columns for cross-attention, the full map for self-attention (``self_attention=True``)."""
+    token columns for cross-attention, the full map for self-attention (``self_attention=True``).
 
-    def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False):
-        self.store, self.layer, self.self_attention = store, layer, self_attention
+    While the store is inactive (sampling steps outside the recorded timesteps) the layer's own
+    processor ``fallback`` runs instead, when given: the explicit probabilities are only computed
+    where they are kept (at 32x32 the explicit self-attention costs about as much again as the rest of
+    a toy sampling step)."""
+
+    def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None):
+        self.store, self.layer, self.self_attention, self.fallback = store, layer, self_attention, fallback
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if not self.store.active and self.fallback is not None:
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -202,11 +209,11 @@ class recording:
         self.previous = dict(self.unet.attn_processors)
         procs = dict(self.previous)
         for name in cross_attention_layers(self.unet):
-            procs[name] = CrossAttentionRecorder(self.store, name)
+            procs[name] = CrossAttentionRecorder(self.store, name, fallback=self.previous[name])
         if self.store.self_attention_resolution is not None:
             res = layer_resolutions(self.unet)
             for name in (n for n in self.previous if ".attn1." in n and res[n] == self.store.self_attention_resolution):
-                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True)
+                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True, fallback=self.previous[name])
         self.recorders = {n for n, p in procs.items() if isinstance(p, CrossAttentionRecorder)}
         self.unet.set_attn_processor(procs)  # diffusers empties the dict it is given
         self.active_calls, self.recorded_before = 0, self._recorded()

@@ -21,12 +21,12 @@ from tqdm import tqdm
 from ..data import shards
 from ..distributed import Ranks, process_group
 from ..io import write_json, write_text
-from ..masks.refine import affinity_masks
-from ..masks.threshold import normalize01, threshold
+from ..masks.result import ObjectMasks
 from ..params import Generate
 from ..world.build import prompt
 from ..world.spec import BACKGROUND_FREQ, BACKGROUNDS, CLASSES, COOCCURRENCE, class_index
 from .attention import AttentionStore, token_positions
+from .masking import masks_from_store, new_store
 from .sampling import sample
 from .toy import ToyGenerator
 
@@ -61,45 +61,31 @@ def plan_scenes(cfg: Generate) -> list[PlannedSample]:
             for b, bg in enumerate(BACKGROUNDS) for j in range(cfg.scenes_per_background)]
 
 
-def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Generate a batch; return images (B,R,R,3) uint8, normalised maps (B,R,R) float32, masks (B,R,R) bool."""
+def object_token_index(gen: ToyGenerator, plan: list[PlannedSample]) -> torch.Tensor:
+    """(B, 1): the position of each prompt's class word (its last token if the word has several)."""
     idx = []
     for p in plan:
         pos = token_positions(gen.tokenizer, p.prompt, p.cls)
         idx.append(pos[0] if len(pos) == 1 else pos[-1])
-    store = new_store(torch.tensor(idx)[:, None], cfg)
-    images = sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
-                    record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
-    maps, masks = masks_from_store(store, images.shape[1], cfg)
-    return images, maps, masks
+    return torch.tensor(idx)[:, None]
 
 
-def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
-    """An attention store that also records self-attention when the threshold rule needs affinities."""
-    res = cfg.refine.resolution if cfg.threshold.rule == "affinity" else None
-    return AttentionStore(token_index, self_attention_resolution=res)
+def sample_objects(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate, store: AttentionStore) -> np.ndarray:
+    """Images (B,R,R,3) uint8 of a batch of the plan, attention recorded into ``store`` as the stage does."""
+    return sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
+                  record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
 
 
-def masks_from_store(store: AttentionStore, size: int, cfg: Generate) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised (B, size, size) maps of the first recorded token and their masks by ``cfg.threshold.rule``."""
-    maps = normalize01(store.maps(size, cfg.resolutions)[:, 0].numpy()).astype(np.float32)
-    if cfg.threshold.rule == "affinity":
-        r = cfg.refine
-        grid = np.arange(r.grid_step, 1.0 - 1e-9, r.grid_step)
-        try:
-            affinity = store.affinity()
-        except ValueError:
-            raise ValueError(f"generate.refine.resolution={r.resolution}: the generator has no self-attention "
-                             f"at that resolution (its attention layers are at {sorted(store.layers_by_resolution())})") from None
-        _, _, masks = affinity_masks(maps, affinity, r.beta, r.walk_steps, r.bg_power, grid)
-    else:
-        masks = np.stack([threshold(m, cfg.threshold.rule, cfg.threshold.value) for m in maps])
-    return maps, masks
+def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate) -> tuple[np.ndarray, ObjectMasks]:
+    """Generate a batch; return images (B,R,R,3) uint8 and their masks by ``cfg.threshold.rule``."""
+    store = new_store(object_token_index(gen, plan), cfg)
+    images = sample_objects(gen, plan, cfg, store)
+    return images, masks_from_store(store, images.shape[1], cfg, [p.cls for p in plan])
 
 
-def _object_records(plan, images, maps, masks):
-    for p, img, m, mask in zip(plan, images, maps, masks):
-        label = np.where(mask, class_index(p.cls), 0).astype(np.uint8)
+def _object_records(plan, images, masks: ObjectMasks):
+    labels = masks.labels([class_index(p.cls) for p in plan])
+    for p, img, m, label in zip(plan, images, masks.maps, labels):
         yield p.key, {"image.png": img, "label.png": label, "attention.png": (m * 255 + 0.5).astype(np.uint8),
                       "meta.json": {"prompt": p.prompt, "class": p.cls, "background": p.background, "seed": p.seed}}
 

@@ -28,7 +28,8 @@ def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
         raise ValueError(f"affinity must be (batch, N, N), got {tuple(affinity.shape)}")
     if (affinity < 0).any():
         raise ValueError("affinities must be non-negative (attention probabilities are)")
-    a = affinity.double() ** beta
+    a = affinity.double()
+    a = a if beta == 1 else a ** beta
     return a / a.sum(-1, keepdim=True).clamp_min(1e-300)
 
 
@@ -49,15 +50,14 @@ def random_walk(scores: np.ndarray, transition: torch.Tensor, steps: int) -> np.
     return F.interpolate(v.reshape(B, 1, r, r), size=(H, W), mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def affinity_foreground(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int,
-                        bg_power: float) -> np.ndarray:
+def affinity_foreground(maps: np.ndarray, transition: torch.Tensor, steps: int, bg_power: float) -> np.ndarray:
     """AffinityNet's output for (B, H, W) maps in [0, 1]: where the walked foreground score beats
-    the walked background score ``(1 - map) ** bg_power``. Returns bool (B, H, W)."""
+    the walked background score ``(1 - map) ** bg_power``. ``transition``: ``transition_matrix(affinity,
+    beta)``. Returns bool (B, H, W)."""
     if np.nanmin(maps) < 0 or np.nanmax(maps) > 1:
         raise ValueError("attention maps must be normalised to [0, 1] before refinement")
-    t = transition_matrix(affinity, beta)
-    fg = random_walk(maps, t, steps)
-    bg = random_walk((1.0 - maps) ** bg_power, t, steps)
+    fg = random_walk(maps, transition, steps)
+    bg = random_walk((1.0 - maps) ** bg_power, transition, steps)
     return fg > bg
 
 
@@ -71,9 +71,11 @@ def select_threshold(raw: np.ndarray, target: np.ndarray, grid: np.ndarray) -> f
     return float(grid[int(np.argmax(iou))])
 
 
-def affinity_masks(maps: np.ndarray, affinity: torch.Tensor, beta: float, steps: int, bg_power: float,
+def affinity_masks(maps: np.ndarray, transition: torch.Tensor, steps: int, bg_power: float,
                    grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Paper §3.1.2 for a batch: AffinityNet's foreground, the chosen thresholds, and the masks of the raw maps."""
-    target = affinity_foreground(maps, affinity, beta, steps, bg_power)
+    """Paper §3.1.2 for a batch: AffinityNet's foreground, the chosen thresholds, and the masks of the
+    raw maps. ``transition``: ``transition_matrix(affinity, beta)`` (computed once by the caller, as
+    the mask-quality table applies this to several maps of one recording)."""
+    target = affinity_foreground(maps, transition, steps, bg_power)
     taus = np.array([select_threshold(m, t, grid) for m, t in zip(maps, target)], dtype=np.float32)
     return target, taus, maps > taus[:, None, None]

@@ -33,4 +33,5 @@ def threshold(m: np.ndarray, rule: str, value: float = 0.5) -> np.ndarray:
         return m > value
     if rule == "otsu":
         return m > otsu_threshold(m)
-    raise KeyError(f"unknown threshold rule {rule!r} (generate.threshold.rule: fixed | otsu)")
+    raise KeyError(f"threshold() applies generate.threshold.rule fixed | otsu, not {rule!r} "
+                   f"(the other rules go through generators.dataset.masks_from_store)")

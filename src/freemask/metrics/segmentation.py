@@ -91,13 +91,33 @@ class IoU:
     summarize = staticmethod(summarize)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two boolean masks of the same shape; 1.0 if both are empty."""
+def mask_iou(a: np.ndarray, b: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """IoU of two boolean masks of the same shape over the pixels not in ``ignore``; 1.0 if both
+    are empty there."""
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    if ignore is not None:
+        ignore = np.asarray(ignore, dtype=bool)
+        if ignore.shape != a.shape:
+            raise ValueError(f"ignore mask shape {ignore.shape} differs from the masks' {a.shape}")
+        a, b = a & ~ignore, b & ~ignore
     union = np.logical_or(a, b).sum()
     if union == 0:
         return 1.0
     return float(np.logical_and(a, b).sum() / union)
+
+
+def per_class_mean(values: np.ndarray, classes: list[str], order: list[str] | tuple[str, ...]) -> dict:
+    """``{"mean", "per_class"}`` of per-sample ``values`` grouped by the samples' ``classes``: the
+    per-class means (classes in ``order`` that have samples, rounded to 4 places) and their mean, so
+    every class weighs the same whatever its sample count."""
+    values, classes_arr = np.asarray(values, dtype=float), np.asarray(classes)
+    if values.shape != classes_arr.shape:
+        raise ValueError(f"{values.shape} values for {classes_arr.shape} classes")
+    unknown = sorted(set(classes) - set(order))
+    if unknown:
+        raise ValueError(f"classes {unknown} are not in the class order {list(order)}")
+    per = {c: round(float(values[classes_arr == c].mean()), 4) for c in order if (classes_arr == c).any()}
+    return {"mean": round(float(np.mean(list(per.values()))), 4) if per else None, "per_class": per}

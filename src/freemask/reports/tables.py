@@ -15,6 +15,25 @@ def per_class_table(title: str, columns: dict[str, dict], classes: list[str]) ->
     return "\n".join(lines) + "\n"
 
 
+def mask_quality_tables(mq: dict, classes: list[str]) -> str:
+    """The mask-quality table (``generator_quality.json``'s ``mask_quality``): one markdown table per
+    reference, a row per rule and resolution subset, mask IoU per class and mean, and the share of
+    pixels the rule ignored (only rules with an uncertainty band ignore any)."""
+    parts = []
+    for key, title, n in (("vs_oracle_on_generated", "vs the oracle on generated samples", mq["n_generated"]),
+                          ("vs_truth_on_noised_renders", "vs the truth on noised renders", mq["n_noised_renders"])):
+        lines = [f"### Mask IoU {title} (%, {n} images; IoU over non-ignored pixels)", "",
+                 "| rule | resolutions | " + " | ".join(classes) + " | mean | ignored |",
+                 "|---|---|" + "---|" * (len(classes) + 2)]
+        for row in mq["rows"]:
+            r = row[key]
+            cells = [_fmt(r["iou"]["per_class"].get(c)) for c in classes]
+            lines.append(f"| {row['setting']} | {row['resolutions']} | " + " | ".join(cells)
+                         + f" | **{_fmt(r['iou']['mean'])}** | {_fmt(r['ignored_share']['mean'])} |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def spine_report(eval_metrics: dict, quality: dict, classes: list[str]) -> str:
     syn, real = eval_metrics["synthetic_only"], eval_metrics["upper_bound_real"]
     ratio = eval_metrics["synthetic_over_upper_bound"]
@@ -36,7 +55,12 @@ def spine_report(eval_metrics: dict, quality: dict, classes: list[str]) -> str:
          "mask IoU vs truth (noised renders)": q["attention_iou_vs_truth_on_noised_renders"]["per_class"]},
         classes))
     out.append(f"Means: classifier accuracy {_fmt(q['classifier_accuracy_on_generated']['mean'])}, "
-               f"mask IoU vs oracle {_fmt(q['attention_iou_vs_oracle_on_generated']['mean'])}, "
+               f"mask IoU vs oracle {_fmt(q['attention_iou_vs_oracle_on_generated']['mean'])} "
+               f"({_fmt(q['attention_ignored_share_on_generated']['mean'])} % of pixels ignored), "
                f"mask IoU vs truth {_fmt(q['attention_iou_vs_truth_on_noised_renders']['mean'])}.\n")
+    out += ["## Mask quality by rule and attention resolution", "",
+            "Every mask rule on one recording of the attention (the generate stage's first samples of each "
+            "class, re-made with its seeds; the noised renders above), so rows differ only in the rule and "
+            "the resolutions.", "", mask_quality_tables(q["mask_quality"], classes)]
     out.append("![generated samples](samples.png)\n")
     return "\n".join(out)

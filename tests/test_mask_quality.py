@@ -1,0 +1,151 @@
+"""The mask-quality table: every rule on one recording, the assess stage's recordings, the report."""
+import numpy as np
+import pytest
+
+from freemask.generators.assess import mask_ious, noised_renders, record_generated, record_noised_renders, stored_object_masks
+from freemask.generators.dataset import plan_objects
+from freemask.generators.mask_quality import RULES, MaskSetting, RuleScores, mask_quality_table, mask_settings
+from freemask.generators.masking import masks_from_recorded, masks_from_store
+from freemask.metrics.segmentation import mask_iou
+from freemask.reports.tables import mask_quality_tables
+from freemask.world.spec import CLASSES
+
+SUBSETS = [[32], [16], [32, 16, 8]]
+
+
+@pytest.fixture
+def gcfg(tiny_generate_cfg):
+    # self-attention at 16 keeps the tiny recordings small; a wide band so the tiny generator's
+    # maps surely leave pixels undecided
+    return tiny_generate_cfg.model_copy(update={
+        "max_timestep": 1000, "batch_size": 3,
+        "refine": tiny_generate_cfg.refine.model_copy(update={"resolution": 16}),
+        "dataset_diffusion": tiny_generate_cfg.dataset_diffusion.model_copy(update={"low": 0.2, "high": 0.8})})
+
+
+@pytest.fixture
+def recorded(tiny_generator, gcfg):
+    return list(record_generated(tiny_generator, gcfg, 1))
+
+
+def test_settings_cover_every_rule_and_subset_and_diffumask_on_its_own_resolutions():
+    s = mask_settings(SUBSETS)
+    assert len(s) == len(RULES) * len(SUBSETS) + 1
+    assert {(x.rule, x.resolutions) for x in s} >= {("fixed", (16,)), ("dataset_diffusion", (32, 16, 8)), ("diffumask", None)}
+    with pytest.raises(ValueError, match="unknown rule 'median'"):
+        MaskSetting("median", (32,))
+    with pytest.raises(ValueError, match="no per-class resolutions"):
+        MaskSetting("otsu", None)
+
+
+def test_a_setting_changes_only_the_rule_and_the_resolutions(gcfg):
+    cfg = MaskSetting("diffumask", (16, 8)).config(gcfg)
+    assert cfg.threshold.rule == "diffumask" and set(map(tuple, cfg.diffumask.resolutions.values())) == {(16, 8)}
+    assert cfg.diffumask.thresholds == gcfg.diffumask.thresholds and cfg.resolutions == gcfg.resolutions
+    cfg = MaskSetting("affinity", (8,)).config(gcfg)
+    assert cfg.resolutions == [8] and cfg.refine == gcfg.refine and cfg.threshold.value == gcfg.threshold.value
+    assert MaskSetting("diffumask", None).config(gcfg).diffumask == gcfg.diffumask
+
+
+def test_regenerated_samples_are_the_generate_stages_first_per_class(gcfg, recorded):
+    full = {p.key: p for p in plan_objects(gcfg)}  # per_class = 2
+    batches = [batch for batch, _, _ in recorded]
+    assert [len(b) for b in batches] == [3, 3, 2]  # generate.batch_size batches of 8 samples
+    again = [p for b in batches for p in b]
+    assert [p.key for p in again] == [f"{c}_00000" for c in CLASSES]
+    assert all(full[p.key] == p for p in again)  # same prompt, background and seed as the stage's
+
+
+def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded):
+    batch, images, rec = recorded[0]
+    classes = [p.cls for p in batch]
+    reference = rec.maps([32], "ref") > 0.3
+    scores = RuleScores(mask_settings(SUBSETS), gcfg)
+    scores.add(rec, classes, reference)
+    assert rec.transition(gcfg.refine.beta, gcfg) is rec.transition(gcfg.refine.beta, gcfg)  # computed once
+    for setting, cfg, ious, ignored in zip(scores.settings, scores.configs, scores.iou, scores.ignored):
+        m = masks_from_store(rec.store, images.shape[1], cfg, classes)  # a fresh recording view: nothing cached
+        again = masks_from_recorded(rec, cfg, classes)
+        assert np.array_equal(m.foreground, again.foreground) and np.array_equal(m.ignore, again.ignore), setting
+        want = [mask_iou(f, r, i) for f, r, i in zip(m.foreground, reference, m.ignore)]
+        assert np.allclose(ious[0], want) and np.allclose(ignored[0], m.ignore.mean((1, 2)))
+        assert ignored[0].any() == (setting.rule == "dataset_diffusion")
+
+
+def test_table_rows_carry_iou_and_ignored_share_per_class(gcfg, recorded, tiny_generator):
+    settings = mask_settings(SUBSETS)
+    on_gen, on_ren = RuleScores(settings, gcfg), RuleScores(settings, gcfg)
+    for batch, _, rec in recorded:
+        on_gen.add(rec, [p.cls for p in batch], rec.maps([16], "ref") > 0.5)
+    images, truths, classes, prompts = noised_renders(1, 0, 32)
+    for sl, rec in record_noised_renders(tiny_generator, images, prompts, classes, [50, 300], 0, 16, 5):
+        on_ren.add(rec, classes[sl], truths[sl])
+    table = mask_quality_table(on_gen, on_ren)
+    assert table["n_generated"] == table["n_noised_renders"] == len(CLASSES)
+    assert len(table["rows"]) == len(settings)
+    dd = next(r for r in table["rows"] if r["rule"] == "dataset_diffusion")
+    assert dd["setting"] == "dataset_diffusion (tau 4, ignore [0.2, 0.8))" and dd["resolutions"] == "32"
+    for row in table["rows"]:
+        for ref in ("vs_oracle_on_generated", "vs_truth_on_noised_renders"):
+            iou, ign = row[ref]["iou"], row[ref]["ignored_share"]
+            assert list(iou["per_class"]) == list(CLASSES) and 0 <= iou["mean"] <= 1
+            assert (ign["mean"] > 0) == (row["rule"] == "dataset_diffusion")
+    md = mask_quality_tables(table, list(CLASSES))
+    assert md.count("### Mask IoU") == 2 and md.count("| diffumask (per-class thresholds) | per class |") == 2
+    assert "| fixed 0.5 | 32+16+8 |" in md
+    with pytest.raises(ValueError, match="different settings"):
+        mask_quality_table(on_gen, RuleScores(settings[:2], gcfg))
+
+
+def test_noised_render_recording_does_not_depend_on_the_batch_size(tiny_generator):
+    images, _, classes, prompts = noised_renders(1, 3, 32)
+    a = np.concatenate([rec.raw_maps([16], "x") for _, rec in record_noised_renders(
+        tiny_generator, images, prompts, classes, [100], 3, 16, 3)])
+    b = np.concatenate([rec.raw_maps([16], "x") for _, rec in record_noised_renders(
+        tiny_generator, images, prompts, classes, [100], 3, 16, 8)])
+    assert np.allclose(a, b, atol=1e-6)
+
+
+def test_stored_labels_score_ignored_pixels_out():
+    labels = np.zeros((1, 4, 4), np.uint8)
+    labels[0, :2, :2] = 3
+    labels[0, 2, :2] = 255
+    truth = np.zeros((1, 4, 4), bool)
+    truth[0, :3, :2] = True  # the truth covers the ignored row too
+    m = stored_object_masks(labels)
+    assert m.foreground.sum() == 4 and m.ignore.sum() == 2
+    assert mask_ious(m, truth)[0] == 1.0  # counting 255 as background would give 4 / 6
+
+
+def test_regenerated_images_match_the_stored_ones(tmp_path, tiny_generator, gcfg, recorded):
+    from freemask.data import shards
+    from freemask.generators.dataset import generate_dataset
+
+    cfg = gcfg.model_copy(update={"scenes_per_background": 0, "batch_size": 5})  # other batches than `recorded`
+    tiny_generator.save(tmp_path / "gen")
+    generate_dataset(cfg, tmp_path / "gen", tmp_path / "out")
+    stored = dict(shards.read_shards(tmp_path / "out" / "objects"))
+    for batch, images, _ in recorded:
+        for p, img in zip(batch, images):
+            diff = np.abs(stored[p.key]["image.png"].astype(int) - img.astype(int))
+            assert diff.max() <= 1 and (diff == 0).mean() > 0.99, p.key  # float rounding across batch layouts at most
+
+
+def test_report_renders_the_mask_quality_section():
+    from freemask.reports.tables import spine_report
+
+    pc = lambda v: {"mean": v, "per_class": {"bird": v, "car": v}}  # noqa: E731
+    row = lambda rule, res, iou, ign: {"rule": rule, "setting": rule, "resolutions": res,  # noqa: E731
+                                       "vs_oracle_on_generated": {"iou": pc(iou), "ignored_share": pc(ign)},
+                                       "vs_truth_on_noised_renders": {"iou": pc(iou / 2), "ignored_share": pc(ign)}}
+    quality = {"classifier_accuracy_on_generated": pc(0.9), "attention_iou_vs_oracle_on_generated": pc(0.7),
+               "attention_ignored_share_on_generated": pc(0.0), "attention_iou_vs_truth_on_noised_renders": pc(0.8),
+               "mask_quality": {"n_generated": 2, "n_noised_renders": 4,
+                                "rows": [row("otsu", "32", 0.6, 0.0), row("dataset_diffusion", "32+16", 0.8, 0.125)]}}
+    ev = {"synthetic_only": {"mIoU": 0.5, "per_class": {}}, "upper_bound_real": {"mIoU": 0.9, "per_class": {}},
+          "synthetic_over_upper_bound": 0.556}
+    md = spine_report(ev, quality, ["bird", "car"])
+    assert "## Mask quality by rule and attention resolution" in md
+    assert "| dataset_diffusion | 32+16 | 80.0 | 80.0 | **80.0** | 12.5 |" in md
+    assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table
+    assert "(0.0 % of pixels ignored)" in md
