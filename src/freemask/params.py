@@ -195,7 +195,7 @@ class Train(_Section):
 
     seed: int = 0
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
-    steps: int = Field(850, gt=0)
+    steps: int = Field(1500, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -203,8 +203,14 @@ class Train(_Section):
     grad_clip: float = Field(1.0, ge=0)  # max gradient norm, 0 = off
     color_jitter: float = Field(0.2, ge=0, lt=1)  # brightness and tint jitter of training images
     pixel_noise: float = Field(0.04, ge=0)  # std of Gaussian noise on [0, 1] pixels
-    # random zoom (log-uniform in [min, max]) and shift of training images; [1, 1] = off
-    scale_range: list[float] = Field(default_factory=lambda: [1.0, 1.0], min_length=2, max_length=2)
+    # Random zoom (log-uniform in [min, max]) and shift of training images; [1, 1] = off. Without it
+    # the real-data model (the oracle that judges generated samples) read a class off size and
+    # position: it called 47 % of a generated ball's pixels balloon and 16 % of a chair's ball, as
+    # single-object samples are centred and 1.5-2x the size of objects in scenes. On the 480 samples
+    # (and masks) of the previous generate run,
+    # oracle IoU (mean / ball) and val mIoU: off, 850 steps .73/.46, .955; [0.8, 2] 850 steps
+    # .83/.78, .908; [0.8, 2] on half the images 850 steps .84/.64, .929; [0.8, 2] 1500 steps .87/.77, .930.
+    scale_range: list[float] = Field(default_factory=lambda: [0.8, 2.0], min_length=2, max_length=2)
     scale_prob: float = Field(1.0, ge=0, le=1)  # share of training images that get the zoom
     input_size: int = Field(128, ge=32)  # the 32 px toy images are upsampled 4x
     patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
