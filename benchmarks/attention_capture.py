@@ -84,19 +84,6 @@ def benchmark_plan(cfg, n: int) -> list:
     return mixed[:n]
 
 
-def object_token_index(gen, plan):
-    """(B, 1) token index of each prompt's object word, chosen exactly as ``dataset.attention_masks`` does."""
-    import torch
-
-    from freemask.generators.attention import token_positions
-
-    idx = []
-    for p in plan:
-        pos = token_positions(gen.tokenizer, p.prompt, p.cls)
-        idx.append(pos[0] if len(pos) == 1 else pos[-1])
-    return torch.tensor(idx)[:, None]
-
-
 def with_rule(cfg, rule: str):
     """``cfg`` with another threshold rule (``affinity`` needs self-attention, ``otsu`` does not)."""
     return cfg.model_copy(update={"threshold": cfg.threshold.model_copy(update={"rule": rule})})
@@ -147,7 +134,8 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     ``dataset.masks_from_store`` (maps at the params' resolutions, then the rule's masks)."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    from freemask.generators.dataset import masks_from_store, new_store
+    from freemask.generators.dataset import object_token_index
+    from freemask.generators.masking import masks_from_store, new_store
     from freemask.generators.sampling import sample
 
     prompts, seeds = [p.prompt for p in plan], [p.seed for p in plan]
@@ -166,7 +154,7 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     seconds, images = timed(lambda: sample(gen, prompts, seeds, cfg.steps, cfg.guidance, store,
                                            record_max_timestep=cfg.max_timestep,
                                            guidance_max_timestep=cfg.guidance_max_timestep))
-    mask_seconds, _ = timed(lambda: masks_from_store(store, images.shape[1], vcfg))
+    mask_seconds, _ = timed(lambda: masks_from_store(store, images.shape[1], vcfg, [p.cls for p in plan]))
     return {"sample": seconds, "masks": mask_seconds}, images
 
 
@@ -281,7 +269,8 @@ def child_main(spec: dict) -> dict:
     elif kind == "dataset":
         cfg = Generate.model_validate_json(json.dumps(spec["cfg"]))
         with tempfile.TemporaryDirectory(prefix="freemask-bench-") as tmp:
-            result["counts"] = generate_dataset(cfg, spec["generator"], tmp)
+            done = generate_dataset(cfg, spec["generator"], tmp)
+            result["counts"] = {k: done[k] for k in ("objects", "scenes")}
     else:
         raise KeyError(f"unknown child kind {kind!r} (load | dataset)")
     result["seconds"] = time.perf_counter() - t0
