@@ -140,6 +140,8 @@ def test_report_renders_the_mask_quality_section():
                                        "vs_truth_on_noised_renders": {"iou": pc(iou / 2), "ignored_share": pc(ign)}}
     quality = {"classifier_accuracy_on_generated": pc(0.9), "attention_iou_vs_oracle_on_generated": pc(0.7),
                "attention_ignored_share_on_generated": pc(0.0), "attention_iou_vs_truth_on_noised_renders": pc(0.8),
+               "best_fixed_threshold_vs_oracle_on_generated": {"threshold": 0.35, **pc(0.65)},
+               "best_fixed_threshold_vs_truth_on_noised_renders": {"threshold": 0.3, **pc(0.75)},
                "mask_quality": {"n_generated": 2, "n_noised_renders": 4,
                                 "rows": [row("otsu", "32", 0.6, 0.0), row("dataset_diffusion", "32+16", 0.8, 0.125)]}}
     ev = {"synthetic_only": {"mIoU": 0.5, "per_class": {}}, "upper_bound_real": {"mIoU": 0.9, "per_class": {}},
@@ -149,3 +151,26 @@ def test_report_renders_the_mask_quality_section():
     assert "| dataset_diffusion | 32+16 | 80.0 | 80.0 | **80.0** | 12.5 |" in md
     assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table
     assert "(0.0 % of pixels ignored)" in md
+    assert "| bird | 70.0 | 65.0 | 80.0 | 75.0 |" in md  # the rule beside the best fixed threshold
+    assert "(best fixed threshold 0.35)" in md
+
+
+def test_best_fixed_threshold_is_the_grid_value_with_the_best_class_mean():
+    from freemask.generators.assess import best_fixed_threshold
+
+    # two classes; maps rise left to right; the truth starts at column 6 for "bird" and column 2 for "car"
+    ramp = np.tile(np.linspace(0, 1, 10), (10, 1))  # column j has value j / 9
+    maps = np.stack([ramp, ramp])
+    truth = np.zeros((2, 10, 10), bool)
+    truth[0, :, 6:] = True
+    truth[1, :, 2:] = True
+    grid = np.array([0.1, 0.3, 0.5, 0.7])
+    res = best_fixed_threshold(maps, truth, ["bird", "car"], grid)
+    # t=0.1: cols 1-9 -> bird 4/9, car 8/9: mean 2/3; t=0.3: cols 3-9 -> bird 4/7, car 7/8: mean 0.7232
+    # t=0.5: cols 5-9 -> bird 4/5, car 5/8: 0.7125; t=0.7: cols 7-9 -> bird 3/4, car 3/8: 0.5625
+    assert res["threshold"] == 0.3
+    assert res["mean"] == pytest.approx((4 / 7 + 7 / 8) / 2, abs=1e-4)
+    assert res["per_class"] == {"bird": round(4 / 7, 4), "car": round(7 / 8, 4)}
+    assert list(res["curve"]) == ["0.10", "0.30", "0.50", "0.70"]
+    with pytest.raises(ValueError, match="empty threshold grid"):
+        best_fixed_threshold(maps, truth, ["bird", "car"], np.array([]))

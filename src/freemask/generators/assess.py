@@ -149,6 +149,18 @@ def stored_object_masks(labels: np.ndarray) -> ObjectMasks:
     return ObjectMasks(np.zeros(labels.shape, np.float32), (labels > 0) & ~ignore, ignore)
 
 
+def best_fixed_threshold(maps: np.ndarray, references: np.ndarray, classes: list[str], grid: np.ndarray) -> dict:
+    """The single threshold of ``grid`` whose masks ``maps > t`` have the highest class-mean IoU with
+    ``references``, chosen with hindsight on the very samples it is scored on: the strongest a fixed
+    threshold can be, the baseline the per-image refinement has to beat. Also the whole curve."""
+    if len(grid) == 0:
+        raise ValueError("empty threshold grid")
+    curve = [per_class_mean(mask_ious(ObjectMasks.binary(maps, maps > t), references), classes) for t in grid]
+    best = int(np.argmax([c["mean"] for c in curve]))
+    return {"threshold": round(float(grid[best]), 4), **curve[best],
+            "curve": {f"{t:.2f}": c["mean"] for t, c in zip(grid, curve)}}
+
+
 def assess_generator(params, generator_dir, generator_train_dir, objects_dir, oracle_dir) -> dict:
     """All generator-quality figures of the spine: recognisability, attention-mask IoU under the
     generate params, and the mask-quality table of every rule and resolution subset."""
@@ -160,12 +172,14 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     render_x, render_y = load_render_classes(generator_train_dir)
     clf = train_classifier(render_x, render_y, cfg.classifier_steps, cfg.seed)
 
-    images, labels, classes = [], [], []
+    images, labels, maps, classes = [], [], [], []
     for _, m in shards.read_shards(objects_dir):
         images.append(m["image.png"])
         labels.append(m["label.png"])
+        maps.append(m["attention.png"])
         classes.append(m["meta.json"]["class"])
     images, stored = np.stack(images), stored_object_masks(np.stack(labels))
+    maps = np.stack(maps).astype(np.float32) / 255.0  # the normalised maps the rule thresholded
     predicted = classify(clf, images)
     correct = (predicted == np.array([CLASSES.index(c) for c in classes])).astype(float)
     oracle = load_segmenter(oracle_dir)
@@ -174,22 +188,27 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     settings = mask_settings(cfg.mask_quality_resolutions)
     on_renders, on_generated = RuleScores(settings, gcfg), RuleScores(settings, gcfg)
     r_images, r_truths, r_classes, r_prompts = noised_renders(cfg.renders_per_class, cfg.seed, images.shape[1])
-    render_ious = []
+    render_ious, render_maps = [], []
     for sl, rec in record_noised_renders(gen, r_images, r_prompts, r_classes, cfg.noise_timesteps, cfg.seed,
                                          gcfg.refine.resolution, gcfg.batch_size):
         render_ious.append(mask_ious(masks_from_recorded(rec, gcfg, r_classes[sl]), r_truths[sl]))
+        render_maps.append(rec.maps(gcfg.resolutions, "generate.resolutions"))
         on_renders.add(rec, r_classes[sl], r_truths[sl])
     for batch, gen_images, rec in record_generated(gen, gcfg, cfg.mask_quality_per_class):
         reference = np.stack([o == class_index(p.cls) for o, p in zip(predict(oracle, gen_images), batch)])
         on_generated.add(rec, [p.cls for p in batch], reference)
 
     held_out = classify(clf, render_x[-2000:]) == render_y[-2000:]
+    grid = np.arange(gcfg.refine.grid_step, 1.0 - 1e-9, gcfg.refine.grid_step)
     return {
         "classifier_accuracy_on_generated": per_class_mean(correct, classes),
         "classifier_accuracy_on_renders_seen_in_training": round(float(held_out.mean()), 4),
         "attention_iou_vs_oracle_on_generated": per_class_mean(mask_ious(stored, oracle_masks), classes),
         "attention_ignored_share_on_generated": per_class_mean(stored.ignore.mean(axis=(1, 2)), classes),
         "attention_iou_vs_truth_on_noised_renders": per_class_mean(np.concatenate(render_ious), r_classes),
+        "best_fixed_threshold_vs_oracle_on_generated": best_fixed_threshold(maps, oracle_masks, classes, grid),
+        "best_fixed_threshold_vs_truth_on_noised_renders": best_fixed_threshold(
+            np.concatenate(render_maps), r_truths, list(r_classes), grid),
         "mask_quality": mask_quality_table(on_generated, on_renders),
         "n_generated": int(len(images)),
         "n_noised_renders": int(len(r_images)),

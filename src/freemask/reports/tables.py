@@ -58,6 +58,19 @@ def spine_report(eval_metrics: dict, quality: dict, classes: list[str]) -> str:
                f"mask IoU vs oracle {_fmt(q['attention_iou_vs_oracle_on_generated']['mean'])} "
                f"({_fmt(q['attention_ignored_share_on_generated']['mean'])} % of pixels ignored), "
                f"mask IoU vs truth {_fmt(q['attention_iou_vs_truth_on_noised_renders']['mean'])}.\n")
+    bo, br = q["best_fixed_threshold_vs_oracle_on_generated"], q["best_fixed_threshold_vs_truth_on_noised_renders"]
+    out.append(per_class_table(
+        "The generate rule against the best single fixed threshold (%, the threshold chosen with hindsight "
+        "on these very samples)",
+        {"rule, vs oracle (generated)": q["attention_iou_vs_oracle_on_generated"]["per_class"],
+         f"fixed {bo['threshold']:g}, vs oracle": bo["per_class"],
+         "rule, vs truth (noised renders)": q["attention_iou_vs_truth_on_noised_renders"]["per_class"],
+         f"fixed {br['threshold']:g}, vs truth": br["per_class"]},
+        classes))
+    out.append(f"Means: vs the oracle {_fmt(q['attention_iou_vs_oracle_on_generated']['mean'])} (rule) and "
+               f"{_fmt(bo['mean'])} (best fixed threshold {bo['threshold']:g}); vs the truth "
+               f"{_fmt(q['attention_iou_vs_truth_on_noised_renders']['mean'])} and {_fmt(br['mean'])} "
+               f"({br['threshold']:g}).\n")
     out += ["## Mask quality by rule and attention resolution", "",
             "Every mask rule on one recording of the attention (the generate stage's first samples of each "
             "class, re-made with its seeds; the noised renders above), so rows differ only in the rule and "
