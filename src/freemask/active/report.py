@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _f(v, digits: int = 3) -> str:
@@ -48,6 +49,7 @@ def plot_curves(series: dict[str, list[dict]], path: str | Path, sweep: bool = F
     for name, rs in series.items():
         ax.plot([r["round"] for r in rs], [r["val_mIoU"] for r in rs], marker="o", label=name)
     ax.set(xlabel="round", ylabel="val mIoU", title="active learning")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     if sweep:
         alphas = sorted(series, key=float)
