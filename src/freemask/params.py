@@ -257,6 +257,25 @@ class Report(_Section):
     grid_samples: int = Field(16, gt=0)
 
 
+class Active(_Section):
+    """Adversarial active learning (paper §3.3, Algorithm 1); read by ``stages/active_learning.py``,
+    which no default stage runs (see docs/active_learning.md).
+
+    Round 0 trains on the initial synthetic set (the ``train`` stage's data, ``train.steps``); each
+    later round generates ``per_class`` fresh single-object samples per class with seeds derived
+    from (seed, round), scores them with the current segmenter, keeps the top ``retain`` share,
+    adds them to the pool and retrains for ``round_steps`` steps.
+    """
+
+    seed: int = 0  # base of the per-round generation seeds (rounds never share a sample)
+    threads: int = Field(2, ge=1)
+    rounds: int = Field(3, ge=0)  # generate-score-retrain cycles after round 0; 0 = no active learning
+    per_class: int = Field(30, gt=0)  # fresh samples per class per round
+    retain: float = Field(0.7, gt=0, le=1)  # alpha: share of each round's fresh samples kept (paper: 0.7)
+    finetune: bool = True  # True: round r starts from round r-1's weights; False: from scratch
+    round_steps: int = Field(500, gt=0)  # segmenter steps in each round after round 0
+
+
 class Params(_Section):
     world: World = World()
     train_generator: TrainGenerator = TrainGenerator()
@@ -266,6 +285,7 @@ class Params(_Section):
     assess: Assess = Assess()
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
+    active: Active = Active()
 
     @model_validator(mode="after")
     def _mask_quality_samples_exist(self):

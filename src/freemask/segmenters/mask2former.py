@@ -261,6 +261,16 @@ def _save_atomically(model, stats: dict, out_dir: Path) -> None:
     replace_dir(out_dir, write)
 
 
+def _init_model(path: str | Path, num_labels: int, size: int):
+    model = load_segmenter(path)
+    if model.config.num_labels != num_labels:
+        raise ValueError(f"{path}: the segmenter to fine-tune has {model.config.num_labels} classes, the data {num_labels}")
+    if _input_size(model) != size:
+        raise ValueError(f"{path}: the segmenter to fine-tune takes {_input_size(model)}px inputs, "
+                         f"train.input_size is {size}")
+    return model
+
+
 def train_segmenter(
     cfg: Train,
     images: np.ndarray,
@@ -269,12 +279,15 @@ def train_segmenter(
     out_dir: str | Path,
     class_names: list[str] | None = None,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict:
     """Train a micro Mask2Former; keep the weights with the best mIoU on a held-out part of the training data.
 
     Deterministic given ``cfg`` (and the data): batches and flips come from a generator seeded by
     (seed, step), and the global torch RNG (used by Mask2Former's point sampling) is reseeded the
     same way every step. Saves ``model.safetensors`` + ``config.json`` + ``training.json`` in ``out_dir``.
+    ``init_from``: a folder saved by this function to fine-tune from (its architecture is kept; it
+    must have ``num_labels`` classes and ``cfg.input_size``) instead of a fresh model.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -291,7 +304,7 @@ def train_segmenter(
 
     train_idx, hold_idx = _split_holdout(len(images), cfg.val_fraction, cfg.seed)
     hold_images, hold_labels = images[hold_idx], labels[hold_idx]
-    model = build_model(num_labels, cfg, names)
+    model = build_model(num_labels, cfg, names) if init_from is None else _init_model(init_from, num_labels, size=cfg.input_size)
     model.train()
     decay, no_decay = [], []
     for name, p in model.named_parameters():

@@ -1,0 +1,142 @@
+"""Algorithm 1 wired to the toy world: the toy generator makes the fresh samples, Mask2Former
+(:func:`freemask.segmenters.mask2former.train_segmenter`) is trained and judges them.
+
+Fresh samples are single-object samples made exactly as the ``generate`` stage makes them (its
+prompt plan, sampler and mask rule), with ``generate.seed`` replaced by a seed derived from
+(``active.seed``, round): every round draws new per-sample seeds and its keys carry the round
+(``r01_bird_00000``). Single objects, not composites, because the pseudo-mask being judged is the
+generator's attention mask (composites only paste these masks, so a bad one is removed at the
+source, before it reaches any composite) and because S(x) is then the IoU of one class.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import shards
+from ..generators.dataset import PlannedSample, _seed, attention_masks, plan_objects
+from ..generators.toy import ToyGenerator
+from ..metrics.segmentation import confusion_matrix, summarize
+from ..params import Active, Generate, Train
+from ..segmenters.mask2former import load_segmenter, predict, train_segmenter
+from ..world.spec import CLASSES, class_index
+from .loop import Result, Samples, run
+
+NUM_LABELS = len(CLASSES) + 1
+NAMES = ["background", *CLASSES]
+_ROUND_STREAM = 0xAC71  # keeps round seeds apart from other uses of _seed(active.seed, ...)
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """``generate.seed`` of round ``round_``'s fresh samples."""
+    return _seed(seed, _ROUND_STREAM, round_)
+
+
+def plan_round(gen_cfg: Generate, active: Active, round_: int) -> list[PlannedSample]:
+    """The generate stage's object plan for ``active.per_class`` samples per class and the round's
+    seed; keys prefixed with the round."""
+    cfg = gen_cfg.model_copy(update={"seed": round_seed(active.seed, round_), "per_class": active.per_class})
+    return [replace(p, key=f"r{round_:02d}_{p.key}") for p in plan_objects(cfg)]
+
+
+class FreshSamples:
+    """``generate(round)`` for :func:`freemask.active.loop.run`. Refuses a round whose (prompt, seed)
+    pairs repeat a sample made before (in an earlier round, or the initial plan passed as ``used``):
+    the same prompt and seed would make the same image."""
+
+    def __init__(self, gen: ToyGenerator, gen_cfg: Generate, active: Active, used: list[PlannedSample] = ()):
+        self.gen, self.gen_cfg, self.active = gen, gen_cfg, active
+        self.used = {(p.prompt, p.seed) for p in used}
+
+    def __call__(self, round_: int) -> Samples:
+        plan = plan_round(self.gen_cfg, self.active, round_)
+        pairs = {(p.prompt, p.seed) for p in plan}
+        if len(pairs) < len(plan) or pairs & self.used:
+            raise ValueError(f"round {round_}: the seeds derived from active.seed={self.active.seed} repeat "
+                             f"a sample already made; choose another active.seed")
+        self.used |= pairs
+        images, labels = [], []
+        bs = self.gen_cfg.batch_size
+        for b in range(0, len(plan), bs):
+            batch = plan[b:b + bs]
+            imgs, masks = attention_masks(self.gen, batch, self.gen_cfg)
+            images.append(imgs)
+            labels.append(masks.labels([class_index(p.cls) for p in batch]))
+        return Samples([p.key for p in plan], np.concatenate(images), np.concatenate(labels),
+                       [class_index(p.cls) for p in plan])
+
+
+class Trainer:
+    """``train(pool, round, start)``: round 0 trains ``train.steps`` steps, later rounds
+    ``active.round_steps``, each with a training seed derived from (train.seed, round); the model of
+    round r is saved in ``work_dir/round_XX`` and loaded back (``start`` is such a model)."""
+
+    def __init__(self, train_cfg: Train, active: Active, work_dir: str | Path, progress: bool = True):
+        self.train_cfg, self.active, self.work_dir, self.progress = train_cfg, active, Path(work_dir), progress
+        self.stats: dict[int, dict] = {}
+        self._last = None
+
+    def __call__(self, pool: Samples, round_: int, start):
+        update = {"seed": _seed(self.train_cfg.seed, _ROUND_STREAM, round_)}
+        if round_ > 0:
+            update["steps"] = self.active.round_steps
+        cfg = self.train_cfg.model_copy(update=update)
+        out = self.work_dir / f"round_{round_:02d}"
+        init = None
+        if start is not None:
+            if start is not self._last:
+                raise ValueError(f"round {round_}: can only fine-tune from the model this trainer made last")
+            init = self.work_dir / f"round_{round_ - 1:02d}"
+        self.stats[round_] = train_segmenter(cfg, pool.images, pool.labels, NUM_LABELS, out, class_names=NAMES,
+                                             progress=self.progress, init_from=init)
+        self._last = load_segmenter(out)
+        return self._last
+
+
+def val_miou(images: np.ndarray, labels: np.ndarray, batch_size: int = 32):
+    """``evaluate(model)``: mIoU over background + toy classes on a labelled val set."""
+    def evaluate(model) -> float:
+        pred = predict(model, images, batch_size)
+        return summarize(confusion_matrix(pred, labels, NUM_LABELS), NAMES)["mIoU"]
+    return evaluate
+
+
+def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
+    """Shards' ``image.png``/``label.png`` samples, keys ``{prefix}_{folder}_{key}`` (unique across folders)."""
+    keys, images, labels = [], [], []
+    for d in directories:
+        for key, m in shards.read_shards(d):
+            if "label.png" not in m:
+                raise KeyError(f"sample {key} in {d} has no label.png member")
+            keys.append(f"{prefix}_{Path(d).name}_{key}")
+            images.append(m["image.png"])
+            labels.append(m["label.png"])
+    if not keys:
+        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
+    return Samples(keys, np.stack(images), np.stack(labels))
+
+
+def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: str | Path, initial: Samples,
+            work_dir: str | Path, val: tuple[np.ndarray, np.ndarray] | None = None,
+            used: list[PlannedSample] = (), progress: bool = True) -> tuple[Result, Trainer]:
+    """Algorithm 1 on the toy world; models of every round under ``work_dir``."""
+    gen = ToyGenerator.load(generator_dir)
+    trainer = Trainer(train_cfg, active, work_dir, progress)
+    result = run(initial, FreshSamples(gen, gen_cfg, active, used), trainer, lambda m, x: predict(m, x),
+                 rounds=active.rounds, retain=active.retain, finetune=active.finetune,
+                 evaluate=None if val is None else val_miou(*val), progress=progress)
+    return result, trainer
+
+
+def write_pool(pool: Samples, out_dir: str | Path, shard_size: int) -> None:
+    """The final pool as shards (``image.png``, ``label.png``), in pool order."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("shard-*.tar"):
+        old.unlink()
+    for s in range(0, len(pool), shard_size):
+        shards.write_shard(out / shards.shard_name(s // shard_size),
+                           [(k, {"image.png": pool.images[i], "label.png": pool.labels[i]})
+                            for i, k in enumerate(pool.keys[s:s + shard_size], start=s)])

@@ -1,0 +1,58 @@
+"""Adversarial active learning (paper §3.3, Algorithm 1) on the toy world -- opt-in, NOT a stage of
+the default dvc.yaml (T rounds of generation and training would make `dvc repro` too long on a
+laptop); docs/active_learning.md gives the stage definition to add for a DVC experiment.
+
+usage: python stages/active_learning.py             run the rounds (params: active, generate, train)
+       python stages/active_learning.py sweep-report RUN.json...
+                                                     table + curve of a retention sweep
+Reads models/generator, data/generated/objects + data/composed (D0, as train_synthetic) and the
+toy VOC val split; writes models/active/round_XX, data/active/pool (shards) + kept.json,
+metrics/active_learning.json, reports/active_learning.md and reports/active_learning.png.
+"""
+import json
+import sys
+from pathlib import Path
+
+from freemask.active.report import plot_curves, rounds_table, sweep_table
+from freemask.active.toy import load_samples, run_toy, write_pool
+from freemask.data.arrays import from_voc
+from freemask.generators.dataset import plan_objects
+from freemask.io import write_text
+from freemask.runtime import run_stage, set_threads, write_json
+
+
+def main(p):
+    set_threads(p.active.threads)
+    initial = load_samples("data/generated/objects", "data/composed")
+    val = from_voc("data/world/voc", "val")
+    result, trainer = run_toy(p.active, p.generate, p.train, "models/generator", initial, "models/active",
+                              val=val, used=plan_objects(p.generate))
+    write_pool(result.pool, "data/active/pool", p.generate.shard_size)
+    write_json("data/active/kept.json", {f"round_{r:02d}": keys for r, keys in result.kept.items()})
+    write_json("metrics/active_learning.json", {"retain": p.active.retain, "finetune": p.active.finetune,
+                                                "rounds": result.rounds,
+                                                "final_val_mIoU": result.rounds[-1]["val_mIoU"]})
+    write_text("reports/active_learning.md", "# Adversarial active learning (Algorithm 1)\n\n"
+               f"retain α = {p.active.retain}, finetune = {p.active.finetune}, "
+               f"{p.active.per_class} fresh samples per class per round\n\n" + rounds_table(result.rounds))
+    plot_curves({f"α = {p.active.retain}": result.rounds}, "reports/active_learning.png")
+
+
+def sweep_report(paths: list[str]) -> None:
+    runs = [json.loads(Path(f).read_text()) for f in paths]
+    alphas = [r["retain"] for r in runs]
+    if len(set(alphas)) != len(alphas):
+        raise KeyError(f"sweep-report: two runs share a retain value ({sorted(alphas)}); one run per α")
+    sweep = {r["retain"]: r["rounds"] for r in runs}
+    write_text("reports/active_learning_sweep.md", "# Retention sweep (Figure 9)\n\n" + sweep_table(sweep))
+    plot_curves({f"{a:.2f}": rs for a, rs in sorted(sweep.items())}, "reports/active_learning_sweep.png", sweep=True)
+    print(sweep_table(sweep))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "sweep-report":
+        sweep_report(sys.argv[2:]) if sys.argv[2:] else sys.exit("usage: stages/active_learning.py sweep-report RUN.json...")
+    elif len(sys.argv) > 1:
+        sys.exit(f"stages/active_learning.py: unknown argument {sys.argv[1]!r} (none, or sweep-report)")
+    else:
+        run_stage(main)
