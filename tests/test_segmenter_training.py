@@ -105,6 +105,16 @@ def test_fingerprint_ignores_threads_and_checkpoint_every_only(data):
     assert fp(Train(**SHORT), world=2) != base
 
 
+def test_fingerprint_follows_the_backbone_weights_file_content(tmp_path, data):
+    images, labels = data
+    path = tmp_path / "backbone.safetensors"
+    cfg = Train(**SHORT, backbone_weights=str(path))
+    path.write_bytes(b"one")
+    first = training_fingerprint(cfg, images, labels, NUM_LABELS, ["bg", "a", "b", "c"], 1)
+    path.write_bytes(b"two")
+    assert training_fingerprint(cfg, images, labels, NUM_LABELS, ["bg", "a", "b", "c"], 1) != first
+
+
 def test_rank_slices_partition_the_global_batch():
     for bs, world in [(8, 2), (7, 2), (5, 3), (3, 3)]:
         parts = [m2f.rank_slice(bs, Ranks(r, world)) for r in range(world)]

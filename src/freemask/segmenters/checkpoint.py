@@ -35,8 +35,18 @@ def training_fingerprint(cfg: Train, images: np.ndarray, labels: np.ndarray, num
         data.update(f"{a.dtype}{a.shape}".encode())
         data.update(np.ascontiguousarray(a).tobytes())
     kept = cfg.model_dump(exclude=set(NOT_IN_RESULTS))
+    if cfg.backbone_weights is not None:  # the file's content, not just its name
+        kept["backbone_weights"] = [cfg.backbone_weights, _file_digest(Path(cfg.backbone_weights))]
     return json.dumps({"params": kept, "data": data.hexdigest(), "num_labels": num_labels,
                        "class_names": class_names, "world_size": world_size}, sort_keys=True)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass

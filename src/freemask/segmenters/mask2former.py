@@ -401,7 +401,8 @@ def train_segmenter(
 
     ``ranks``: data-parallel training under torchrun (a process group must be open, e.g.
     :func:`freemask.distributed.process_group`): every rank makes the same global batch and trains
-    on its slice, gradients are averaged, rank 0 alone evaluates and writes.
+    on its slice, gradients are averaged, rank 0 alone evaluates and writes. Returns the stats
+    written to ``training.json`` on rank 0 and an empty dict on the other ranks.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
