@@ -3,7 +3,8 @@
     train_worker.py CFG_JSON OUT_DIR REPORT_DIR
 
 Trains on the coloured squares of test_mask2former (40 images, seed 0) on one torch thread and
-writes the returned stats to ``REPORT_DIR/rank<R>.json`` and the gradient of the first step, as the
+writes the returned stats to ``REPORT_DIR/rank<R>.json`` (with, under ``"num_masks"``, the mask
+count the loss normalises by when rank r holds r * 2 + 1 target masks), and the gradient of the first step, as the
 optimiser sees it (after the all-reduce, before clipping), to ``REPORT_DIR/grads<R>.pt``.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -19,7 +21,7 @@ from test_mask2former import NUM_LABELS, squares  # noqa: E402
 
 from freemask.distributed import process_group  # noqa: E402
 from freemask.params import Train  # noqa: E402
-from freemask.segmenters.mask2former import train_segmenter  # noqa: E402
+from freemask.segmenters.mask2former import _count_masks_globally, train_segmenter  # noqa: E402
 
 
 def capture_first_gradient(path: Path) -> None:
@@ -44,6 +46,10 @@ def main(cfg_json: str, out_dir: str, report_dir: str) -> None:
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         capture_first_gradient(Path(report_dir) / f"grads{ranks.rank}.pt")
         stats = train_segmenter(cfg, images, labels, NUM_LABELS, out_dir, progress=False, ranks=ranks)
+        model = SimpleNamespace(criterion=SimpleNamespace())
+        _count_masks_globally(model, ranks)
+        mine = [torch.arange(2 * ranks.rank + 1)]  # one image's class labels
+        stats["num_masks"] = float(model.criterion.get_num_masks(mine, torch.device("cpu")))
         (Path(report_dir) / f"rank{ranks.rank}.json").write_text(json.dumps(stats))
 
 
