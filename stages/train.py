@@ -1,9 +1,13 @@
 """DVC stages `train_synthetic` / `train_real`: Mask2Former on the synthetic set or the real toy train split.
 
 usage: python stages/train.py synthetic|real
+       torchrun --nproc_per_node N stages/train.py synthetic|real   (data-parallel; rank 0 writes)
+
+Checkpoints go to data/work/train_<which>/ (outside the DVC output): a killed run resumes there.
 """
 import sys
 
+from freemask.distributed import process_group
 from freemask.data.arrays import from_shards, from_voc
 from freemask.runtime import run_stage, set_threads, write_json
 from freemask.segmenters.mask2former import train_segmenter
@@ -21,9 +25,11 @@ def main(p):
         raise KeyError(f"stages/train.py: first argument must be one of {', '.join(SOURCES)}, got {which!r}")
     set_threads(p.train.threads)
     images, labels = SOURCES[which]()
-    stats = train_segmenter(p.train, images, labels, len(CLASSES) + 1, f"models/segmenter_{which}",
-                            class_names=["background", *CLASSES])
-    write_json(f"metrics/train_{which}.json", stats)
+    with process_group() as ranks:
+        stats = train_segmenter(p.train, images, labels, len(CLASSES) + 1, f"models/segmenter_{which}",
+                                class_names=["background", *CLASSES], work_dir=f"data/work/train_{which}", ranks=ranks)
+        if ranks.is_main:
+            write_json(f"metrics/train_{which}.json", stats)
 
 
 if __name__ == "__main__":

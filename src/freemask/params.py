@@ -190,10 +190,23 @@ class Compose(_Section):
     shard_size: int = Field(500, gt=0)
 
 
+# The architecture keys of Train that describe the micro profile; the real profiles fix their own.
+MICRO_ARCHITECTURE_KEYS = ("patch_size", "window_size", "backbone_dim", "backbone_depths", "hidden_dim",
+                           "encoder_layers", "num_queries", "decoder_layers")
+
+
 class Train(_Section):
-    """Micro Mask2Former (tiny Swin backbone, random init) and its training schedule."""
+    """Mask2Former (micro tiny-Swin by default, or a paper profile) and its training schedule."""
 
     seed: int = 0
+    # micro: the toy world's tiny Swin (the architecture keys below); r50 / swin_b: the Mask2Former
+    # paper's semantic-segmentation configs, which fix every architecture key (leave them at default)
+    backbone: Literal["micro", "r50", "swin_b"] = "micro"
+    # a local safetensors / PyTorch state dict loaded into the backbone (never downloaded); null = random init
+    backbone_weights: str | None = None
+    # GPU only (ignored on the CPU, where training is always float32): autocast dtype, "no" = float32
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    checkpoint_every: int = Field(250, gt=0)  # steps between resumable checkpoints (not in the results)
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     steps: int = Field(1500, gt=0)
     batch_size: int = Field(16, gt=0)
@@ -230,6 +243,17 @@ class Train(_Section):
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range: needs 0 < min <= max, got [{lo}, {hi}]")
+        return self
+
+    @model_validator(mode="after")
+    def _profile_owns_architecture(self):
+        if self.backbone == "micro":
+            return self
+        fields = type(self).model_fields
+        changed = [k for k in MICRO_ARCHITECTURE_KEYS if getattr(self, k) != fields[k].get_default(call_default_factory=True)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)}: set by backbone={self.backbone!r} (the paper's config); "
+                             f"these keys describe the micro profile only, leave them at their defaults")
         return self
 
 
