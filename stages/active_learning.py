@@ -5,11 +5,14 @@ laptop); docs/active_learning.md gives the stage definition to add for a DVC exp
 usage: python stages/active_learning.py             run the rounds (params: active, generate, train)
        python stages/active_learning.py sweep-report RUN.json...
                                                      table + curve of a retention sweep
-Reads models/generator, data/generated/objects + data/composed (D0, as train_synthetic) and the
-toy VOC val split; writes models/active/round_XX, data/active/pool (shards) + kept.json,
+Reads models/generator, data/generated/objects + data/composed (D0, as train_synthetic),
+models/segmenter_synthetic (round 0's model: train_synthetic trained it on D0) and the toy VOC val
+split; keeps each round's fresh samples in $FREEMASK_ACTIVE_CACHE (default data/work/active_fresh;
+the samples of a round do not depend on active.retain, so a retention sweep makes them once); writes models/active/round_XX, data/active/pool (shards) + kept.json,
 metrics/active_learning.json, reports/active_learning.md and reports/active_learning.png.
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +29,8 @@ def main(p):
     initial = load_samples("data/generated/objects", "data/composed")
     val = from_voc("data/world/voc", "val")
     result, trainer = run_toy(p.active, p.generate, p.train, "models/generator", initial, "models/active",
-                              val=val, used=plan_objects(p.generate))
+                              val=val, used=plan_objects(p.generate), initial_model="models/segmenter_synthetic",
+                              cache_dir=os.environ.get("FREEMASK_ACTIVE_CACHE", "data/work/active_fresh"))
     write_pool(result.pool, "data/active/pool", p.generate.shard_size)
     write_json("data/active/kept.json", {f"round_{r:02d}": keys for r, keys in result.kept.items()})
     write_json("metrics/active_learning.json", {"retain": p.active.retain, "finetune": p.active.finetune,

@@ -271,3 +271,49 @@ def test_train_segmenter_fine_tunes_from_a_saved_model(tmp_path):
     with pytest.raises(ValueError, match="train.input_size is 64"):
         train_segmenter(cfg.model_copy(update={"input_size": 64}), images, labels, 3, tmp_path / "c",
                         progress=False, init_from=tmp_path / "a")
+
+
+def test_fresh_samples_cache_gives_the_same_samples_without_sampling(tmp_path, tiny_generator, tiny_generate_cfg,
+                                                                     monkeypatch):
+    gdir = tmp_path / "generator"
+    tiny_generator.save(gdir)
+    active = Active(per_class=1)
+    made = FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    def no_sampling(self, plan):
+        raise AssertionError("sampled although the cache holds the round")
+
+    monkeypatch.setattr(FreshSamples, "_make", no_sampling)
+    read = FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+    assert read.keys == made.keys and read.classes == made.classes
+    np.testing.assert_array_equal(read.images, made.images)
+    np.testing.assert_array_equal(read.labels, made.labels)
+    # other generate params, another round or another generator is another entry, never a stale read
+    other_cfg = tiny_generate_cfg.model_copy(update={"steps": tiny_generate_cfg.steps + 1})
+    for cfg, round_ in ((other_cfg, 1), (tiny_generate_cfg, 2)):
+        with pytest.raises(AssertionError, match="sampled"):
+            FreshSamples(tiny_generator, cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(round_)
+    (gdir / "extra.txt").write_text("retrained")
+    with pytest.raises(AssertionError, match="sampled"):
+        FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+    with pytest.raises(ValueError, match="generator directory"):
+        FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache")
+
+
+def test_round_zero_takes_the_given_initial_model_and_round_one_fine_tunes_it(tmp_path, tiny_generator,
+                                                                             tiny_generate_cfg):
+    from freemask.segmenters.mask2former import train_segmenter
+
+    gdir = tmp_path / "generator"
+    tiny_generator.save(gdir)
+    active = Active(rounds=1, per_class=1, retain=0.5, round_steps=2, threads=1)
+    train = Train(**TINY_TRAIN)
+    initial = FreshSamples(tiny_generator, tiny_generate_cfg, active)(0)
+    train_segmenter(train, initial.images, initial.labels, 9, tmp_path / "d0_model", progress=False)
+    res, trainer = run_toy(active, tiny_generate_cfg, train, gdir, initial, tmp_path / "work",
+                           used=plan_round(tiny_generate_cfg, active, 0), progress=False,
+                           initial_model=tmp_path / "d0_model")
+    assert trainer.stats[0] == {"initial_model": str(tmp_path / "d0_model")}
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["round_01"]  # round 0 not trained again
+    assert trainer.stats[1]["steps"] == 2 and [r["pool"] for r in res.rounds] == [8, 12]

@@ -86,6 +86,45 @@ def test_only_steps_up_to_max_timestep_are_recorded(tiny_generator):
                record_max_timestep=0)
 
 
+def test_under_guidance_only_the_conditional_rows_are_computed_explicitly(tiny_generator):
+    """The recorder runs the unconditional rows through the layer's own processor and gives the
+    conditional rows' probabilities to the store: the same sums and the same output as computing
+    every row explicitly."""
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    both = torch.cat([tiny_generator.encode(["", ""]), ctx])
+    stores = []
+    for fallback in (True, False):
+        store = AttentionStore(torch.tensor([[5], [8]]), batch_slice=slice(2, 4), self_attention_resolution=16)
+        with torch.no_grad(), recording(unet, store):
+            if not fallback:  # every recorder computes all rows explicitly
+                for p in unet.attn_processors.values():
+                    if isinstance(p, CrossAttentionRecorder):
+                        p.fallback = None
+            out = unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=both).sample
+        stores.append((store, out))
+    (split, out_split), (full, out_full) = stores
+    assert torch.allclose(out_split, out_full, atol=1e-5)
+    assert set(split.sums) == set(full.sums)
+    for k in split.sums:
+        assert split.sums[k].shape[0] == 2 and torch.allclose(split.sums[k], full.sums[k], atol=1e-6)
+    assert torch.allclose(split.affinity(), full.affinity(), atol=1e-6)
+
+
+def test_self_attention_is_recorded_at_the_last_asked_steps_only(tiny_generator):
+    """10 DDIM steps record 200, 100, 0 (max_timestep 200); self-attention_steps=1 keeps step 0 alone."""
+    prompt = ["a photo of a car on the road"]
+    store = AttentionStore(torch.tensor([[5]]), self_attention_resolution=16)
+    sample(tiny_generator, prompt, [3], steps=10, guidance=3.0, store=store, record_max_timestep=200,
+           self_attention_steps=1)
+    n_layers = sum(1 for n, r in layer_resolutions(tiny_generator.unet).items() if ".attn1." in n and r == 16)
+    assert store.self_count == n_layers
+    assert all(c == 3 for c in store.counts.values())  # cross-attention: every recorded step
+    every = AttentionStore(torch.tensor([[5]]), self_attention_resolution=16)
+    sample(tiny_generator, prompt, [3], steps=10, guidance=3.0, store=every, record_max_timestep=200)
+    assert every.self_count == 3 * n_layers
+
+
 def test_token_positions_handle_multi_word_names_and_report_missing_words():
     tok = build_tokenizer(["[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "photo", "of", "potted", "plant", "on", "the", "floor"])
     assert token_positions(tok, "a photo of a potted plant on the floor", "potted plant") == [5, 6]

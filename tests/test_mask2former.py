@@ -46,7 +46,8 @@ def test_default_model_size_and_forward_shapes():
     assert 1_000_000 <= n_parameters(model) <= 2_000_000
     out = model(pixel_values=torch.zeros(2, 3, 64, 64))
     assert out.class_queries_logits.shape == (2, Train().num_queries, 9 + 1)
-    assert out.masks_queries_logits.shape == (2, Train().num_queries, 16, 16)
+    # masks at the stem stride: 64 px input / 2 px patches
+    assert out.masks_queries_logits.shape == (2, Train().num_queries, 32, 32)
 
 
 def test_build_is_seeded_and_leaves_global_rng_alone():

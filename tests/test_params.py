@@ -68,6 +68,21 @@ def test_stage_exits_with_message_not_traceback(tmp_path, monkeypatch, capsys):
     assert "generate.steps" in capsys.readouterr().err
 
 
+def test_stage_with_a_bad_launcher_environment_exits_with_message(tmp_path, monkeypatch, capsys):
+    from freemask.distributed import ranks_from_env
+    from freemask.runtime import run_stage
+
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(dump_defaults()))
+    monkeypatch.setenv("FREEMASK_PARAMS", str(f))
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(lambda p: ranks_from_env())
+    assert exit_.value.code == 2
+    assert "RANK=3 is outside [0, WORLD_SIZE=2)" in capsys.readouterr().err
+
+
 def test_generator_attention_levels_cannot_exceed_unet_levels():
     data = dump_defaults()
     data["train_generator"]["attention_levels"] = 4

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.masks.refine import affinity_foreground, affinity_masks, random_walk, select_threshold, transition_matrix
+from freemask.masks.refine import (affinity_foreground, affinity_masks, random_walk, select_threshold, threshold_grid,
+                                   transition_matrix)
 from freemask.masks.threshold import otsu_threshold
 
 
@@ -64,3 +65,11 @@ def test_threshold_selection_takes_the_best_matching_grid_value():
     raw = np.linspace(0, 1, 100).reshape(10, 10)
     target = raw > 0.62
     assert select_threshold(raw, target, np.array([0.2, 0.4, 0.6, 0.8])) == 0.6
+
+
+def test_threshold_grid_steps_up_to_below_one_and_rejects_a_step_outside_0_1():
+    np.testing.assert_allclose(threshold_grid(0.25), [0.25, 0.5, 0.75])
+    assert len(threshold_grid(0.05)) == 19 and threshold_grid(0.05).max() < 1
+    for bad in (0, 1, -0.1):
+        with pytest.raises(ValueError, match="grid step"):
+            threshold_grid(bad)

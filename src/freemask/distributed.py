@@ -26,6 +26,10 @@ import torch.distributed as dist
 BARRIER_TIMEOUT = timedelta(hours=12)
 
 
+class LauncherEnvError(ValueError):
+    """``RANK`` / ``WORLD_SIZE`` are missing, malformed or inconsistent (a launcher set-up error)."""
+
+
 @dataclass(frozen=True)
 class Ranks:
     """This process's place among the processes of one run."""
@@ -51,7 +55,7 @@ def _env_int(env: Mapping[str, str], name: str) -> int:
     try:
         return int(env[name])
     except ValueError:
-        raise ValueError(f"environment variable {name}={env[name]!r} is not an integer") from None
+        raise LauncherEnvError(f"environment variable {name}={env[name]!r} is not an integer") from None
 
 
 def ranks_from_env(env: Mapping[str, str] | None = None) -> Ranks:
@@ -63,13 +67,13 @@ def ranks_from_env(env: Mapping[str, str] | None = None) -> Ranks:
         return Ranks(0, 1)
     if len(present) == 1:
         missing = ({"RANK", "WORLD_SIZE"} - set(present)).pop()
-        raise ValueError(f"environment variable {present[0]} is set but {missing} is not; "
+        raise LauncherEnvError(f"environment variable {present[0]} is set but {missing} is not; "
                          f"launch with torchrun or accelerate launch, which set both")
     rank, world_size = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE")
     if world_size < 1:
-        raise ValueError(f"environment variable WORLD_SIZE={world_size} must be at least 1")
+        raise LauncherEnvError(f"environment variable WORLD_SIZE={world_size} must be at least 1")
     if not 0 <= rank < world_size:
-        raise ValueError(f"environment variable RANK={rank} is outside [0, WORLD_SIZE={world_size})")
+        raise LauncherEnvError(f"environment variable RANK={rank} is outside [0, WORLD_SIZE={world_size})")
     return Ranks(rank, world_size)
 
 

@@ -88,6 +88,10 @@ class Refine(_Section):
     walk_steps: int = Field(1, ge=0)
     bg_power: float = Field(6.0, gt=0)  # background score (1 - map) ** bg_power (AffinityNet's alpha)
     grid_step: float = Field(0.05, gt=0, lt=0.5)  # candidate thresholds: grid_step, 2*grid_step, ... < 1
+    # self-attention is recorded at the last self_attention_steps recorded sampling steps (null: all).
+    # 1 (the least noisy step) against all 5 recorded steps, seed-0 renders / seed-7 samples vs the
+    # oracle: 0.905 / 0.782 against 0.889 / 0.782, and the sampling loop about 17 % faster
+    self_attention_steps: int | None = Field(1, ge=1)
 
 
 _Unit = Annotated[float, Field(gt=0, lt=1)]
@@ -227,8 +231,11 @@ class Train(_Section):
     # .84/.64, .929; [0.8, 2] 1500 steps .87/.77, .930 (the default is 1000 steps: see `steps`).
     scale_range: list[float] = Field(default_factory=lambda: [0.8, 2.0], min_length=2, max_length=2)
     scale_prob: float = Field(1.0, ge=0, le=1)  # share of training images that get the zoom
-    input_size: int = Field(128, ge=32)  # the 32 px toy images are upsampled 4x
-    patch_size: int = Field(4, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
+    # the 32 px toy images are upsampled 2x and cut into 2 px patches. Measured at 1000 steps against
+    # 128 px / 4 px patches (the same token count): real held-out mIoU 0.918 vs 0.886, synthetic-only
+    # val mIoU 0.665 vs 0.590, 187 s vs 215 s (64 px / 4 px patches: 106 s but 0.834 held-out)
+    input_size: int = Field(64, ge=32)
+    patch_size: int = Field(2, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
     window_size: int = Field(4, ge=2)
     backbone_dim: int = Field(32, gt=0)  # Swin embed dim, doubled at each of the 4 stages
     backbone_depths: list[int] = Field(default_factory=lambda: [1, 1, 1, 1], min_length=4, max_length=4)
@@ -287,7 +294,7 @@ class Active(_Section):
     """Adversarial active learning (paper §3.3, Algorithm 1); read by ``stages/active_learning.py``,
     which no default stage runs (see docs/active_learning.md).
 
-    Round 0 trains on the initial synthetic set (the ``train`` stage's data, ``train.steps``); each
+    Round 0's model is the one ``train_synthetic`` trained on the initial synthetic set; each
     later round generates ``per_class`` fresh single-object samples per class with seeds derived
     from (seed, round), scores them with the current segmenter, keeps the top ``retain`` share,
     adds them to the pool and retrains for ``round_steps`` steps.

@@ -10,6 +10,9 @@ source, before it reaches any composite) and because S(x) is then the IoU of one
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,14 +44,48 @@ def plan_round(gen_cfg: Generate, active: Active, round_: int) -> list[PlannedSa
     return [replace(p, key=f"r{round_:02d}_{p.key}") for p in plan_objects(cfg)]
 
 
+def _generator_digest(generator_dir: str | Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(generator_dir).rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(generator_dir).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 class FreshSamples:
     """``generate(round)`` for :func:`freemask.active.loop.run`. Refuses a round whose (prompt, seed)
     pairs repeat a sample made before (in an earlier round, or the initial plan passed as ``used``):
-    the same prompt and seed would make the same image."""
+    the same prompt and seed would make the same image.
 
-    def __init__(self, gen: ToyGenerator, gen_cfg: Generate, active: Active, used: list[PlannedSample] = ()):
+    With ``cache_dir`` (and the ``generator_dir`` the generator was loaded from), a round's samples
+    are kept in ``cache_dir/<digest>.npz``, the digest covering the generator's files, the generate
+    params and the round's plan; a run that needs the same round again (another retention α of a
+    sweep: the fresh samples of a round do not depend on α) reads them instead of sampling."""
+
+    def __init__(self, gen: ToyGenerator, gen_cfg: Generate, active: Active, used: list[PlannedSample] = (),
+                 cache_dir: str | Path | None = None, generator_dir: str | Path | None = None):
+        if cache_dir is not None and generator_dir is None:
+            raise ValueError("a fresh-sample cache needs the generator directory (its digest keys the cache)")
         self.gen, self.gen_cfg, self.active = gen, gen_cfg, active
         self.used = {(p.prompt, p.seed) for p in used}
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self._gen_digest = None if generator_dir is None else _generator_digest(generator_dir)
+
+    def _cache_file(self, plan: list[PlannedSample]) -> Path:
+        key = json.dumps({"generator": self._gen_digest, "generate": self.gen_cfg.model_dump(mode="json"),
+                          "plan": [[p.key, p.prompt, p.cls, p.seed] for p in plan]}, sort_keys=True)
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+    def _make(self, plan: list[PlannedSample]) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        bs = self.gen_cfg.batch_size
+        for b in range(0, len(plan), bs):
+            batch = plan[b:b + bs]
+            imgs, masks = attention_masks(self.gen, batch, self.gen_cfg)
+            images.append(imgs)
+            labels.append(masks.labels([class_index(p.cls) for p in batch]))
+        return np.concatenate(images), np.concatenate(labels)
 
     def __call__(self, round_: int) -> Samples:
         plan = plan_round(self.gen_cfg, self.active, round_)
@@ -57,28 +94,44 @@ class FreshSamples:
             raise ValueError(f"round {round_}: the seeds derived from active.seed={self.active.seed} repeat "
                              f"a sample already made; choose another active.seed")
         self.used |= pairs
-        images, labels = [], []
-        bs = self.gen_cfg.batch_size
-        for b in range(0, len(plan), bs):
-            batch = plan[b:b + bs]
-            imgs, masks = attention_masks(self.gen, batch, self.gen_cfg)
-            images.append(imgs)
-            labels.append(masks.labels([class_index(p.cls) for p in batch]))
-        return Samples([p.key for p in plan], np.concatenate(images), np.concatenate(labels),
-                       [class_index(p.cls) for p in plan])
+        if self.cache_dir is None:
+            images, labels = self._make(plan)
+        else:
+            f = self._cache_file(plan)
+            if f.exists():
+                with np.load(f) as z:
+                    images, labels = z["images"], z["labels"]
+            else:
+                images, labels = self._make(plan)
+                f.parent.mkdir(parents=True, exist_ok=True)
+                tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, images=images, labels=labels)
+                os.replace(tmp, f)
+        return Samples([p.key for p in plan], images, labels, [class_index(p.cls) for p in plan])
 
 
 class Trainer:
     """``train(pool, round, start)``: round 0 trains ``train.steps`` steps, later rounds
     ``active.round_steps``, each with a training seed derived from (train.seed, round); the model of
-    round r is saved in ``work_dir/round_XX`` and loaded back (``start`` is such a model)."""
+    round r is saved in ``work_dir/round_XX`` and loaded back (``start`` is such a model).
 
-    def __init__(self, train_cfg: Train, active: Active, work_dir: str | Path, progress: bool = True):
+    ``initial_model``: a segmenter already trained on D0 (the ``train_synthetic`` stage's output),
+    taken as round 0's model f_theta0 instead of training one again."""
+
+    def __init__(self, train_cfg: Train, active: Active, work_dir: str | Path, progress: bool = True,
+                 initial_model: str | Path | None = None):
         self.train_cfg, self.active, self.work_dir, self.progress = train_cfg, active, Path(work_dir), progress
+        self.initial_model = None if initial_model is None else Path(initial_model)
         self.stats: dict[int, dict] = {}
         self._last = None
+        self._last_dir: Path | None = None
 
     def __call__(self, pool: Samples, round_: int, start):
+        if round_ == 0 and self.initial_model is not None:
+            self.stats[0] = {"initial_model": str(self.initial_model)}
+            self._last, self._last_dir = load_segmenter(self.initial_model), self.initial_model
+            return self._last
         update = {"seed": _seed(self.train_cfg.seed, _ROUND_STREAM, round_)}
         if round_ > 0:
             update["steps"] = self.active.round_steps
@@ -88,10 +141,10 @@ class Trainer:
         if start is not None:
             if start is not self._last:
                 raise ValueError(f"round {round_}: can only fine-tune from the model this trainer made last")
-            init = self.work_dir / f"round_{round_ - 1:02d}"
+            init = self._last_dir
         self.stats[round_] = train_segmenter(cfg, pool.images, pool.labels, NUM_LABELS, out, class_names=NAMES,
                                              progress=self.progress, init_from=init)
-        self._last = load_segmenter(out)
+        self._last, self._last_dir = load_segmenter(out), out
         return self._last
 
 
@@ -120,11 +173,15 @@ def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
 
 def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: str | Path, initial: Samples,
             work_dir: str | Path, val: tuple[np.ndarray, np.ndarray] | None = None,
-            used: list[PlannedSample] = (), progress: bool = True) -> tuple[Result, Trainer]:
-    """Algorithm 1 on the toy world; models of every round under ``work_dir``."""
+            used: list[PlannedSample] = (), progress: bool = True, initial_model: str | Path | None = None,
+            cache_dir: str | Path | None = None) -> tuple[Result, Trainer]:
+    """Algorithm 1 on the toy world; models of every round under ``work_dir``. ``initial_model``: see
+    :class:`Trainer`; ``cache_dir``: see :class:`FreshSamples`."""
     gen = ToyGenerator.load(generator_dir)
-    trainer = Trainer(train_cfg, active, work_dir, progress)
-    result = run(initial, FreshSamples(gen, gen_cfg, active, used), trainer, lambda m, x: predict(m, x),
+    trainer = Trainer(train_cfg, active, work_dir, progress, initial_model=initial_model)
+    fresh = FreshSamples(gen, gen_cfg, active, used, cache_dir=cache_dir,
+                         generator_dir=None if cache_dir is None else generator_dir)
+    result = run(initial, fresh, trainer, lambda m, x: predict(m, x),
                  rounds=active.rounds, retain=active.retain, finetune=active.finetune,
                  evaluate=None if val is None else val_miou(*val), progress=progress)
     return result, trainer

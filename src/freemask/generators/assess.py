@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..masks.refine import threshold_grid
 from ..masks.result import ObjectMasks
 from ..metrics.segmentation import IGNORE_INDEX, mask_iou
 from ..metrics.segmentation import per_class_mean as _per_class_mean
@@ -94,10 +95,13 @@ def noised_renders(n_per_class: int, seed: int, resolution: int) -> tuple[np.nda
 @torch.no_grad()
 def record_noised_renders(gen: ToyGenerator, images: np.ndarray, prompts: list[str], classes: list[str],
                           timesteps: list[int], seed: int, self_attention_resolution: int,
-                          batch_size: int) -> Iterator[tuple[slice, RecordedAttention]]:
+                          batch_size: int, self_attention_steps: int | None = None
+                          ) -> Iterator[tuple[slice, RecordedAttention]]:
     """Attention of renders noised at ``timesteps`` (one UNet pass each, maps averaged), batch by
-    batch, with self-attention recorded so that every mask rule can be applied. The noise is drawn
-    for all renders at once, so it does not depend on the batch size."""
+    batch, with self-attention recorded so that every mask rule can be applied: at the
+    ``self_attention_steps`` least noisy timesteps (all if None), as the sampler records it at its
+    last steps. The noise is drawn for all renders at once, so it does not depend on the batch size."""
+    quiet = set(sorted(timesteps)[:self_attention_steps] if self_attention_steps is not None else timesteps)
     x0 = _to_tensor(images)
     g = torch.Generator().manual_seed(seed)
     noise = [torch.randn(x0.shape, generator=g) for _ in timesteps]
@@ -108,6 +112,7 @@ def record_noised_renders(gen: ToyGenerator, images: np.ndarray, prompts: list[s
         context = gen.encode(prompts[sl])
         with recording(gen.unet, store):
             for t, n in zip(timesteps, noise):
+                store.self_active = t in quiet
                 tt = torch.full((len(x0[sl]),), t, dtype=torch.long)
                 gen.unet(gen.scheduler.add_noise(x0[sl], n[sl], tt), tt, encoder_hidden_states=context)
         yield sl, RecordedAttention(store, images.shape[1])
@@ -190,7 +195,7 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     r_images, r_truths, r_classes, r_prompts = noised_renders(cfg.renders_per_class, cfg.seed, images.shape[1])
     render_ious, render_maps = [], []
     for sl, rec in record_noised_renders(gen, r_images, r_prompts, r_classes, cfg.noise_timesteps, cfg.seed,
-                                         gcfg.refine.resolution, gcfg.batch_size):
+                                         gcfg.refine.resolution, gcfg.batch_size, gcfg.refine.self_attention_steps):
         render_ious.append(mask_ious(masks_from_recorded(rec, gcfg, r_classes[sl]), r_truths[sl]))
         render_maps.append(rec.maps(gcfg.resolutions, "generate.resolutions"))
         on_renders.add(rec, r_classes[sl], r_truths[sl])
@@ -199,7 +204,7 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
         on_generated.add(rec, [p.cls for p in batch], reference)
 
     held_out = classify(clf, render_x[-2000:]) == render_y[-2000:]
-    grid = np.arange(gcfg.refine.grid_step, 1.0 - 1e-9, gcfg.refine.grid_step)
+    grid = threshold_grid(gcfg.refine.grid_step)
     return {
         "classifier_accuracy_on_generated": per_class_mean(correct, classes),
         "classifier_accuracy_on_renders_seen_in_training": round(float(held_out.mean()), 4),

@@ -45,19 +45,23 @@ class AttentionStore:
         self.self_attention_resolution = self_attention_resolution
         self.self_sum: torch.Tensor | None = None
         self.self_count = 0
+        self.self_active = True  # the sampler narrows self-attention to some of the recorded steps
 
-    def _conditional(self, probs: torch.Tensor, heads: int) -> torch.Tensor:
+    def _conditional(self, probs: torch.Tensor, heads: int, selected: bool = False) -> torch.Tensor:
         bh, hw, seq = probs.shape
         p = probs.view(bh // heads, heads, hw, seq).mean(1)
-        return p[self.batch_slice] if self.batch_slice is not None else p
+        return p[self.batch_slice] if self.batch_slice is not None and not selected else p
 
-    def add_self(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None) -> None:
-        """``probs``: (batch * heads, HW, HW) self-attention of one layer call; kept if at the asked resolution."""
+    def add_self(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None,
+                 selected: bool = False) -> None:
+        """``probs``: (batch * heads, HW, HW) self-attention of one layer call, of the whole UNet batch
+        or (``selected``) of the ``batch_slice`` rows only; kept if at the asked resolution and
+        ``self_active``."""
         hw = probs.shape[1]
         r = height if height is not None else int(round(math.sqrt(hw)))
-        if not self.active or r != self.self_attention_resolution:
+        if not (self.active and self.self_active) or r != self.self_attention_resolution:
             return
-        p = self._conditional(probs, heads).detach()
+        p = self._conditional(probs, heads, selected).detach()
         if self.self_sum is None:
             self.self_sum = p.clone()
         else:
@@ -70,12 +74,14 @@ class AttentionStore:
             raise ValueError(f"no self-attention recorded at resolution {self.self_attention_resolution}")
         return self.self_sum / self.self_count
 
-    def add(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None) -> None:
-        """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call."""
+    def add(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None,
+            selected: bool = False) -> None:
+        """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call, of the whole
+        UNet batch or (``selected``) of the ``batch_slice`` rows only."""
         if not self.active:
             return
         hw = probs.shape[1]
-        p = self._conditional(probs, heads)
+        p = self._conditional(probs, heads, selected)
         idx = self.token_index.to(p.device)
         if idx.shape[0] != p.shape[0]:
             raise ValueError(f"attention store expects {idx.shape[0]} prompts, layer {layer} sees {p.shape[0]}")
@@ -127,9 +133,31 @@ class CrossAttentionRecorder:
     def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None):
         self.store, self.layer, self.self_attention, self.fallback = store, layer, self_attention, fallback
 
+    def _recording_now(self) -> bool:
+        return self.store.active and (not self.self_attention or self.store.self_active)
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        if not self.store.active and self.fallback is not None:
+        if not self._recording_now() and self.fallback is not None:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        kept = self.store.batch_slice
+        n = hidden_states.shape[0]
+        rows = torch.arange(n)
+        keep = rows[kept] if kept is not None else rows
+        if len(keep) == n or self.fallback is None or attention_mask is not None or temb is not None:
+            return self._explicit(attn, hidden_states, encoder_hidden_states, attention_mask, temb, selected=False)
+        # only the kept rows (the conditional branch under guidance) need explicit probabilities; the
+        # others run through the layer's own processor
+        rest = rows[~torch.isin(rows, keep)]
+        ctx = (lambda r: None) if encoder_hidden_states is None else (lambda r: encoder_hidden_states[r])
+        out_rest = self.fallback(attn, hidden_states[rest], ctx(rest), None, None, *args, **kwargs)
+        out_keep = self._explicit(attn, hidden_states[keep], ctx(keep), None, None, selected=True)
+        out = out_keep.new_empty((n, *out_keep.shape[1:]))
+        out[rest], out[keep] = out_rest.to(out.dtype), out_keep
+        return out
+
+    def _explicit(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb, selected: bool):
+        """diffusers' AttnProcessor with the probabilities handed to the store (``selected``: the rows
+        are the kept ones already)."""
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -150,7 +178,8 @@ class CrossAttentionRecorder:
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
         probs = attn.get_attention_scores(query, key, attention_mask)
-        (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height)
+        (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height,
+                                                                         selected=selected)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:

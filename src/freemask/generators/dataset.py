@@ -73,7 +73,8 @@ def object_token_index(gen: ToyGenerator, plan: list[PlannedSample]) -> torch.Te
 def sample_objects(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate, store: AttentionStore) -> np.ndarray:
     """Images (B,R,R,3) uint8 of a batch of the plan, attention recorded into ``store`` as the stage does."""
     return sample(gen, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store,
-                  record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep)
+                  record_max_timestep=cfg.max_timestep, guidance_max_timestep=cfg.guidance_max_timestep,
+                  self_attention_steps=cfg.refine.self_attention_steps)
 
 
 def attention_masks(gen: ToyGenerator, plan: list[PlannedSample], cfg: Generate) -> tuple[np.ndarray, ObjectMasks]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..masks.baselines import dataset_diffusion_masks, diffumask_masks
-from ..masks.refine import affinity_masks, transition_matrix
+from ..masks.refine import affinity_masks, threshold_grid, transition_matrix
 from ..masks.result import ObjectMasks
 from ..masks.threshold import normalize01, threshold
 from ..params import Generate
@@ -87,8 +87,8 @@ def masks_from_recorded(rec: RecordedAttention, cfg: Generate, classes: Sequence
     maps = rec.maps(cfg.resolutions, "generate.resolutions")
     if rule == "affinity":
         r = cfg.refine
-        grid = np.arange(r.grid_step, 1.0 - 1e-9, r.grid_step)
-        _, _, masks = affinity_masks(maps, rec.transition(r.beta, cfg), r.walk_steps, r.bg_power, grid)
+        _, _, masks = affinity_masks(maps, rec.transition(r.beta, cfg), r.walk_steps, r.bg_power,
+                                     threshold_grid(r.grid_step))
         return ObjectMasks.binary(maps, masks)
     if rule == "dataset_diffusion":
         d = cfg.dataset_diffusion

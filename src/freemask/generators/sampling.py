@@ -17,10 +17,11 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
 @torch.no_grad()
 def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, guidance: float,
            store: AttentionStore | None = None, record_max_timestep: int | None = None,
-           guidance_max_timestep: int | None = None) -> np.ndarray:
+           guidance_max_timestep: int | None = None, self_attention_steps: int | None = None) -> np.ndarray:
     """Generate one image per prompt; returns uint8 (B, R, R, 3). If ``store`` is given, the
     cross-attention of the conditional branch is recorded into it at every step whose timestep
-    is at most ``record_max_timestep`` (every step if None).
+    is at most ``record_max_timestep`` (every step if None); self-attention (when the store asks for
+    it) at the last ``self_attention_steps`` of those steps only (all of them if None).
 
     Classifier-free guidance is applied at the steps whose timestep is at most
     ``guidance_max_timestep`` (all steps if None); above it the conditional prediction is used
@@ -41,6 +42,7 @@ def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, 
     if store is not None and not recorded:
         raise ValueError(f"generate.max_timestep={record_max_timestep} is below every one of the {steps} sampling "
                          f"timesteps (smallest {int(sched.timesteps[-1])}); nothing would be recorded")
+    self_recorded = set(recorded if self_attention_steps is None else recorded[-self_attention_steps:])
 
     def run() -> torch.Tensor:
         nonlocal x
@@ -48,6 +50,7 @@ def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, 
             guided = both is not None and (guidance_max_timestep is None or int(t) <= guidance_max_timestep)
             if store is not None:
                 store.active = int(t) in recorded
+                store.self_active = int(t) in self_recorded
                 store.batch_slice = slice(n, 2 * n) if guided else None
             if guided:
                 eu, ec = unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)

@@ -61,6 +61,13 @@ def affinity_foreground(maps: np.ndarray, transition: torch.Tensor, steps: int, 
     return fg > bg
 
 
+def threshold_grid(step: float) -> np.ndarray:
+    """The candidate thresholds ``step, 2 * step, ...`` below 1 (``generate.refine.grid_step``)."""
+    if not 0 < step < 1:
+        raise ValueError(f"threshold grid step must be in (0, 1), got {step}")
+    return np.arange(step, 1.0 - 1e-9, step)
+
+
 def select_threshold(raw: np.ndarray, target: np.ndarray, grid: np.ndarray) -> float:
     """The grid threshold whose mask of ``raw`` has the highest IoU with the boolean ``target``.
     Ties go to the lowest threshold."""
