@@ -19,6 +19,8 @@ Not part of the test suite: timings on a loaded machine mean nothing. Run it on 
 
     PYTHONPATH=src python benchmarks/attention_capture.py            # full run
     PYTHONPATH=src python benchmarks/attention_capture.py --quick    # smoke run, 1-2 minutes
+    PYTHONPATH=src python benchmarks/attention_capture.py --batch 16 --repeats 2 \
+        --rss-images 100 300 --rss-steps-images 16 --rss-repeats 1        # reduced run, ~15 minutes
 
 Goals (reported, never enforced): capture overhead <= 5 %, peak RSS flat within 5 %.
 """
@@ -510,13 +512,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, --quick 2)")
     ap.add_argument("--rss-repeats", type=int, default=None,
                     help="fresh processes per config of each peak-RSS comparison (default 3, --quick 2)")
+    ap.add_argument("--batch", type=int, default=None, help="images per timed call (default generate.batch_size)")
+    ap.add_argument("--rss-images", type=int, nargs=2, default=None, metavar=("A", "B"),
+                    help="image counts of the peak-RSS comparison (default 100 1000)")
+    ap.add_argument("--rss-steps-images", type=int, default=None,
+                    help="images of the 10-vs-50-steps peak-RSS comparison (default one batch)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
-    for name in ("repeats", "rss_repeats"):
+    for name in ("repeats", "rss_repeats", "batch", "rss_steps_images"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.rss_images is not None and not 1 <= args.rss_images[0] < args.rss_images[1]:
+        ap.error("--rss-images needs 1 <= A < B")
     return args
 
 
@@ -526,8 +535,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_main(json.loads(args.child))))
         return
     sizes = QUICK if args.quick else FULL
-    sizes = Sizes(**{**sizes.__dict__, **{k: v for k, v in (("repeats", args.repeats),
-                                                            ("rss_repeats", args.rss_repeats)) if v is not None}})
+    given = {"repeats": args.repeats, "rss_repeats": args.rss_repeats, "batch": args.batch,
+             "rss_images": None if args.rss_images is None else tuple(args.rss_images),
+             "rss_steps_images": args.rss_steps_images}
+    sizes = Sizes(**{**sizes.__dict__, **{k: v for k, v in given.items() if v is not None}})
     out = args.out or REPO / "benchmarks" / "results" / (
         "attention_capture.quick.json" if args.quick else "attention_capture.json")
     res = run(args.generator.resolve(), args.params.resolve(), sizes, args.threads, args.quick)
