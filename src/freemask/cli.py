@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -79,6 +80,62 @@ def world(out: Path = typer.Option(Path("data/world"), "--out"), params: Path = 
     from .world.build import build_world
 
     build_world(_params(params).world, out)
+
+
+@app.command("mmseg-config")
+def mmseg_config(
+    dataset: str = typer.Argument(..., help="voc, cityscapes, ade20k or toy (the toy world's data/world/voc)"),
+    out: Path = typer.Option(..., "--out", help="the .py config to write"),
+    params: Path = typer.Option(Path("params.yaml"), help="schedule, seed and backbone come from `train`"),
+    data_root: Optional[Path] = typer.Option(None, help="dataset root (default: mmseg's place for it)"),
+    work_dir: Optional[Path] = typer.Option(None, help="checkpoints and logs "
+                                            "(default: models/mmseg/<dataset>_<backbone>)"),
+    backbone_weights: Optional[Path] = typer.Option(None, help="local backbone weights in mmseg's layout "
+                                                    "(overrides train.backbone_weights)"),
+    num_workers: int = typer.Option(2, help="data loader workers per split"),
+    deterministic: bool = typer.Option(False, help="mmengine randomness.deterministic"),
+) -> None:
+    """Write an mmsegmentation 1.x Mask2Former config from the params (see docs/mmseg.md)."""
+    from .segmenters.mmseg_config import build_config, write_config
+
+    cfg = _params(params).train
+    try:
+        config = build_config(dataset, cfg, data_root=data_root, work_dir=work_dir, backbone_weights=backbone_weights,
+                              num_workers=num_workers, deterministic=deterministic)
+        write_config(config, out, header=f"mmseg 1.x Mask2Former config for {dataset!r}, written by "
+                                         f"`freemask mmseg-config` from {params} (train section)")
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out} ({dataset}, backbone {cfg.backbone}, {cfg.steps} iterations)")
+
+
+@app.command("mmseg-train")
+def mmseg_train(config: Path = typer.Argument(..., help="a config written by `freemask mmseg-config`"),
+                resume: bool = typer.Option(False, help="continue from the work_dir's last checkpoint")) -> None:
+    """Train with mmsegmentation (needs the `mmseg` extra, see docs/mmseg.md)."""
+    from .segmenters.mmseg_backend import MMSegUnavailable, train
+
+    try:
+        work_dir = train(config, resume=resume)
+    except (MMSegUnavailable, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"trained: checkpoints and logs in {work_dir}")
+
+
+@app.command("mmseg-eval")
+def mmseg_eval(config: Path = typer.Argument(..., help="a config written by `freemask mmseg-config`"),
+               checkpoint: Path = typer.Argument(..., help="a checkpoint from the config's work_dir")) -> None:
+    """mIoU of an mmsegmentation checkpoint on the config's test split."""
+    from .segmenters.mmseg_backend import MMSegUnavailable, evaluate
+
+    try:
+        miou = evaluate(config, checkpoint)
+    except (MMSegUnavailable, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"mIoU {miou:.4f}")
 
 
 if __name__ == "__main__":
