@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from freemask.cli import app
 from freemask.data import voc
 from freemask.params import Train
-from freemask.segmenters import mmseg_backend
-from freemask.segmenters.mmseg_backend import MMSegUnavailable, trusted_checkpoints
-from freemask.segmenters.mmseg_config import DATASETS, build_config, render_config, write_config
+from freemask.openmmlab import backend as mmseg_backend
+from freemask.openmmlab.backend import MMSegUnavailable, trusted_checkpoints
+from freemask.openmmlab.config import DATASETS, build_config, render_config, write_config
 
 R50 = dict(backbone="r50")
 

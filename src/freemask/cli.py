@@ -96,7 +96,7 @@ def mmseg_config(
     deterministic: bool = typer.Option(False, help="mmengine randomness.deterministic"),
 ) -> None:
     """Write an mmsegmentation 1.x Mask2Former config from the params (see docs/mmseg.md)."""
-    from .segmenters.mmseg_config import build_config, write_config
+    from .openmmlab.config import build_config, write_config
 
     cfg = _params(params).train
     try:
@@ -114,7 +114,7 @@ def mmseg_config(
 def mmseg_train(config: Path = typer.Argument(..., help="a config written by `freemask mmseg-config`"),
                 resume: bool = typer.Option(False, help="continue from the work_dir's last checkpoint")) -> None:
     """Train with mmsegmentation (needs the `mmseg` extra, see docs/mmseg.md)."""
-    from .segmenters.mmseg_backend import MMSegUnavailable, train
+    from .openmmlab.backend import MMSegUnavailable, train
 
     try:
         work_dir = train(config, resume=resume)
@@ -128,7 +128,7 @@ def mmseg_train(config: Path = typer.Argument(..., help="a config written by `fr
 def mmseg_eval(config: Path = typer.Argument(..., help="a config written by `freemask mmseg-config`"),
                checkpoint: Path = typer.Argument(..., help="a checkpoint from the config's work_dir")) -> None:
     """mIoU of an mmsegmentation checkpoint on the config's test split."""
-    from .segmenters.mmseg_backend import MMSegUnavailable, evaluate
+    from .openmmlab.backend import MMSegUnavailable, evaluate
 
     try:
         miou = evaluate(config, checkpoint)

@@ -1,6 +1,6 @@
 """Training and evaluation with mmsegmentation 1.x (the optional ``mmseg`` extra).
 
-Runs a config written by :mod:`.mmseg_config` (``freemask mmseg-config``) through mmengine's
+Runs a config written by :mod:`.config` (``freemask mmseg-config``) through mmengine's
 ``Runner``. mmengine, mmcv, mmseg and mmdet are imported inside the functions: importing this
 module needs none of them, and without them every entry point raises :class:`MMSegUnavailable`,
 which names the extra and docs/mmseg.md. mmseg's Mask2Former needs mmcv *compiled with ops*
