@@ -317,3 +317,21 @@ def test_round_zero_takes_the_given_initial_model_and_round_one_fine_tunes_it(tm
     assert trainer.stats[0] == {"initial_model": str(tmp_path / "d0_model")}
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["round_01"]  # round 0 not trained again
     assert trainer.stats[1]["steps"] == 2 and [r["pool"] for r in res.rounds] == [8, 12]
+
+
+def test_sweep_checks_every_retention_value_before_running_any(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "stages" / "active_learning.py"
+    spec = importlib.util.spec_from_file_location("active_learning_stage", script)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    ran = []
+    monkeypatch.setattr(stage, "run_rounds", lambda p: ran.append(p.active.retain))
+    params = validate(dump_defaults())
+    for bad, match in ((["0.5", "1.5"], "active.retain='1.5'"), (["0.5", "x"], "active.retain='x'"),
+                       (["0.5", "0.50"], "given twice")):
+        with pytest.raises(ParamsError, match=match):
+            stage.sweep(bad)(params)
+    assert ran == []

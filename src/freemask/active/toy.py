@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import shards
 from ..generators.dataset import PlannedSample, _seed, attention_masks, plan_objects
@@ -80,7 +81,7 @@ class FreshSamples:
     def _make(self, plan: list[PlannedSample]) -> tuple[np.ndarray, np.ndarray]:
         images, labels = [], []
         bs = self.gen_cfg.batch_size
-        for b in range(0, len(plan), bs):
+        for b in tqdm(range(0, len(plan), bs), desc=f"active: fresh samples ({len(plan)})", unit="batch"):
             batch = plan[b:b + bs]
             imgs, masks = attention_masks(self.gen, batch, self.gen_cfg)
             images.append(imgs)
