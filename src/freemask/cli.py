@@ -1,6 +1,8 @@
 """The `freemask` command line: the pipeline's pieces for use on their own."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -9,14 +11,22 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+@contextmanager
+def _exit_on(*errors: type[Exception]) -> Iterator[None]:
+    """The expected ``errors`` end the command with ``error: <message>`` on stderr and status 2."""
+    try:
+        yield
+    except errors as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _params(path: Path):
     from .params import ParamsError, load
 
-    try:
+    with _exit_on(ParamsError):
         return load(path)
-    except ParamsError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("check-params")
@@ -48,7 +58,7 @@ def generate(
 
     cfg = _params(params).generate
     torch.set_num_threads(cfg.threads)
-    try:
+    with _exit_on(KeyError, FileNotFoundError):
         gen = ToyGenerator.load(generator)
         word = word or next((w for w in prompt.split() if w in CLASSES), "")
         if not word:
@@ -56,14 +66,8 @@ def generate(
         store = new_store(torch.tensor([[token_positions(gen.tokenizer, prompt, word)[0]]]), cfg)
         image = sample(gen, [prompt], [seed], cfg.steps, cfg.guidance, store, record_max_timestep=cfg.max_timestep,
                        guidance_max_timestep=cfg.guidance_max_timestep)[0]
-    except (KeyError, FileNotFoundError) as err:
-        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
-        raise typer.Exit(2) from None
-    try:
+    with _exit_on(KeyError):  # diffumask: a word with no per-class params
         masks = masks_from_store(store, image.shape[0], cfg, [word])
-    except KeyError as err:  # diffumask: a word with no per-class params
-        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
-        raise typer.Exit(2) from None
     amap, mask, ignore = masks.maps[0], masks.foreground[0], masks.ignore[0]
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")
@@ -99,14 +103,11 @@ def mmseg_config(
     from .openmmlab.config import build_config, write_config
 
     cfg = _params(params).train
-    try:
+    with _exit_on(ValueError, FileNotFoundError):
         config = build_config(dataset, cfg, data_root=data_root, work_dir=work_dir, backbone_weights=backbone_weights,
                               num_workers=num_workers, deterministic=deterministic)
         write_config(config, out, header=f"mmseg 1.x Mask2Former config for {dataset!r}, written by "
                                          f"`freemask mmseg-config` from {params} (train section)")
-    except (ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"wrote {out} ({dataset}, backbone {cfg.backbone}, {cfg.steps} iterations)")
 
 
@@ -116,11 +117,8 @@ def mmseg_train(config: Path = typer.Argument(..., help="a config written by `fr
     """Train with mmsegmentation (needs the `mmseg` extra, see docs/mmseg.md)."""
     from .openmmlab.backend import MMSegUnavailable, train
 
-    try:
+    with _exit_on(MMSegUnavailable, FileNotFoundError):
         work_dir = train(config, resume=resume)
-    except (MMSegUnavailable, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"trained: checkpoints and logs in {work_dir}")
 
 
@@ -130,11 +128,8 @@ def mmseg_eval(config: Path = typer.Argument(..., help="a config written by `fre
     """mIoU of an mmsegmentation checkpoint on the config's test split."""
     from .openmmlab.backend import MMSegUnavailable, evaluate
 
-    try:
+    with _exit_on(MMSegUnavailable, FileNotFoundError):
         miou = evaluate(config, checkpoint)
-    except (MMSegUnavailable, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"mIoU {miou:.4f}")
 
 
