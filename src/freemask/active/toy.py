@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import shards
-from ..generators.dataset import PlannedSample, _seed, attention_masks, plan_objects
+from ..generators.dataset import PlannedSample, _fingerprint, _seed, attention_masks, plan_objects
 from ..generators.toy import ToyGenerator
 from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Active, Generate, Train
@@ -45,15 +45,6 @@ def plan_round(gen_cfg: Generate, active: Active, round_: int) -> list[PlannedSa
     return [replace(p, key=f"r{round_:02d}_{p.key}") for p in plan_objects(cfg)]
 
 
-def _generator_digest(generator_dir: str | Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(generator_dir).rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(generator_dir).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 class FreshSamples:
     """``generate(round)`` for :func:`freemask.active.loop.run`. Refuses a round whose (prompt, seed)
     pairs repeat a sample made before (in an earlier round, or the initial plan passed as ``used``):
@@ -71,11 +62,11 @@ class FreshSamples:
         self.gen, self.gen_cfg, self.active = gen, gen_cfg, active
         self.used = {(p.prompt, p.seed) for p in used}
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self._gen_digest = None if generator_dir is None else _generator_digest(generator_dir)
+        # the generate stage's stamp of its params and the generator's files
+        self._fingerprint = None if generator_dir is None else _fingerprint(gen_cfg, Path(generator_dir))
 
     def _cache_file(self, plan: list[PlannedSample]) -> Path:
-        key = json.dumps({"generator": self._gen_digest, "generate": self.gen_cfg.model_dump(mode="json"),
-                          "plan": [[p.key, p.prompt, p.cls, p.seed] for p in plan]}, sort_keys=True)
+        key = json.dumps({"generate": self._fingerprint, "plan": [[p.key, p.prompt, p.cls, p.seed] for p in plan]})
         return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
 
     def _make(self, plan: list[PlannedSample]) -> tuple[np.ndarray, np.ndarray]:
