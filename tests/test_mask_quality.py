@@ -97,6 +97,20 @@ def test_table_rows_carry_iou_and_ignored_share_per_class(gcfg, recorded, tiny_g
         mask_quality_table(on_gen, RuleScores(settings[:2], gcfg))
 
 
+def test_noised_renders_show_objects_where_the_world_does_unless_any_background_is_asked():
+    from freemask.world.spec import COOCCURRENCE
+
+    def backgrounds(kind):
+        _, _, classes, prompts = noised_renders(12, 0, 32, kind)
+        return [(c, next(b for b in COOCCURRENCE if p.endswith(f" {b}"))) for c, p in zip(classes, prompts)]
+
+    world, anywhere = backgrounds("world"), backgrounds("any")
+    assert all(COOCCURRENCE[b].get(c, 0) > 0 for c, b in world)
+    assert sum(COOCCURRENCE[b].get(c, 0) == 0 for c, b in anywhere) > len(anywhere) / 3
+    with pytest.raises(ValueError, match="render backgrounds must be one of"):
+        noised_renders(1, 0, 32, "plausible")
+
+
 def test_noised_render_recording_does_not_depend_on_the_batch_size(tiny_generator):
     images, _, classes, prompts = noised_renders(1, 3, 32)
     a = np.concatenate([rec.raw_maps([16], "x") for _, rec in record_noised_renders(
@@ -140,6 +154,7 @@ def test_report_renders_the_mask_quality_section():
                                        "vs_truth_on_noised_renders": {"iou": pc(iou / 2), "ignored_share": pc(ign)}}
     quality = {"classifier_accuracy_on_generated": pc(0.9), "attention_iou_vs_oracle_on_generated": pc(0.7),
                "attention_ignored_share_on_generated": pc(0.0), "attention_iou_vs_truth_on_noised_renders": pc(0.8),
+               "attention_iou_vs_truth_on_noised_renders_any_background": pc(0.6),
                "best_fixed_threshold_vs_oracle_on_generated": {"threshold": 0.35, **pc(0.65)},
                "best_fixed_threshold_vs_truth_on_noised_renders": {"threshold": 0.3, **pc(0.75)},
                "mask_quality": {"n_generated": 2, "n_noised_renders": 4,
@@ -152,6 +167,7 @@ def test_report_renders_the_mask_quality_section():
     assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table
     assert "(0.0 % of pixels ignored)" in md
     assert "| bird | 70.0 | 65.0 | 80.0 | 75.0 |" in md  # the rule beside the best fixed threshold
+    assert "| bird | 90.0 | 70.0 | 80.0 | 60.0 |" in md  # recognisability, masks, and the any-background stress
     assert "(best fixed threshold 0.35)" in md
 
 

@@ -78,3 +78,17 @@ def test_build_world_writes_voc_layout_readable_by_the_reader(tmp_path, tiny_wor
     assert image.shape == (32, 32, 3) and label.dtype == np.uint8
     assert label.max() <= len(spec.CLASSES)
     assert (tmp_path / "priors.json").exists() and (tmp_path / "captions.txt").read_text().count("\n") == 200
+
+
+def test_background_distribution_is_where_the_world_shows_a_class():
+    import pytest
+
+    from freemask.world.spec import BACKGROUNDS, background_distribution
+
+    p = dict(zip(BACKGROUNDS, background_distribution("balloon")))
+    assert abs(sum(p.values()) - 1) < 1e-12
+    assert p["road"] == p["water"] == p["grass"] == 0  # balloons only fly in the sky and float in rooms
+    # P(b | balloon) ∝ P(balloon | b) P(b): sky 0.25 * 0.2, floor 0.10 * 0.2
+    assert abs(p["sky"] - 0.05 / 0.07) < 1e-12 and abs(p["floor"] - 0.02 / 0.07) < 1e-12
+    with pytest.raises(KeyError, match="unknown class 'dog'"):
+        background_distribution("dog")

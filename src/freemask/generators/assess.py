@@ -2,7 +2,8 @@
 
 - a small CNN trained on renders (with lighting augmentation) labels generated samples;
 - attention masks of generated samples are scored against an oracle segmenter's prediction;
-- attention masks of noised real renders (one denoising pass) are scored against the truth;
+- attention masks of noised real renders (one denoising pass) are scored against the truth: renders
+  on the backgrounds the world shows each class on, and, as a stress test, on any background;
 - the mask-quality table (``mask_quality``): every mask rule at every resolution subset, on the
   generate stage's first samples of each class (re-made with its params and seeds, attention
   recorded once) against the oracle, and on the noised renders against the truth.
@@ -24,7 +25,7 @@ from ..metrics.segmentation import per_class_mean as _per_class_mean
 from ..params import Generate
 from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
-from ..world.spec import BACKGROUNDS, CLASSES, class_index
+from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_index
 from .attention import AttentionStore, recording, token_positions
 from .dataset import object_token_index, plan_objects, sample_objects
 from .mask_quality import RuleScores, mask_quality_table, mask_settings
@@ -77,13 +78,26 @@ def per_class_mean(values: np.ndarray, classes: list[str]) -> dict:
     return _per_class_mean(values, classes, CLASSES)
 
 
-def noised_renders(n_per_class: int, seed: int, resolution: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Single-object renders (uint8 images), their true object masks, classes and prompts."""
+# Where the renders' objects are shown: "world" draws each render's background from P(background |
+# object), as the world and the generate stage's prompts do (the masks that matter are made for these);
+# "any" draws it uniformly, so most renders are combinations the world never shows (an aeroplane
+# on a floor): a stress test of the attention outside the prompts the pipeline uses.
+RENDER_BACKGROUNDS = ("world", "any")
+
+
+def noised_renders(n_per_class: int, seed: int, resolution: int, backgrounds: str = "world"
+                   ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Single-object renders (uint8 images), their true object masks, classes and prompts; each
+    render's background drawn by ``backgrounds`` (``RENDER_BACKGROUNDS``)."""
+    if backgrounds not in RENDER_BACKGROUNDS:
+        raise ValueError(f"render backgrounds must be one of {RENDER_BACKGROUNDS}, got {backgrounds!r}")
+    uniform = np.full(len(BACKGROUNDS), 1 / len(BACKGROUNDS))
     images, truths, classes, prompts = [], [], [], []
     for k, cls in enumerate(CLASSES):
+        p = background_distribution(cls) if backgrounds == "world" else uniform
         for i in range(n_per_class):
             rng = np.random.default_rng([seed, 11, k, i])
-            bg = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+            bg = BACKGROUNDS[int(rng.choice(len(BACKGROUNDS), p=p))]
             img, label = render_scene(rng, bg, [single_object_layout(rng, cls)], resolution)
             images.append(to_uint8(img))
             truths.append(label == class_index(cls))
@@ -128,6 +142,22 @@ def record_generated(gen: ToyGenerator, gcfg: Generate, n_per_class: int) -> Ite
         store = AttentionStore(object_token_index(gen, batch), self_attention_resolution=gcfg.refine.resolution)
         images = sample_objects(gen, batch, gcfg, store)
         yield batch, images, RecordedAttention(store, images.shape[1])
+
+
+def score_noised_renders(gen: ToyGenerator, cfg, gcfg: Generate, size: int, backgrounds: str,
+                         on_renders: RuleScores | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The generate rule's mask IoU against the truth on ``assess.renders_per_class`` noised renders
+    per class (backgrounds drawn by ``backgrounds``), with the normalised maps the rule thresholded,
+    the truths and the classes; every rule of ``on_renders`` scored on the same recording if given."""
+    images, truths, classes, prompts = noised_renders(cfg.renders_per_class, cfg.seed, size, backgrounds)
+    ious, maps = [], []
+    for sl, rec in record_noised_renders(gen, images, prompts, classes, cfg.noise_timesteps, cfg.seed,
+                                         gcfg.refine.resolution, gcfg.batch_size, gcfg.refine.self_attention_steps):
+        ious.append(mask_ious(masks_from_recorded(rec, gcfg, classes[sl]), truths[sl]))
+        maps.append(rec.maps(gcfg.resolutions, "generate.resolutions"))
+        if on_renders is not None:
+            on_renders.add(rec, classes[sl], truths[sl])
+    return np.concatenate(ious), np.concatenate(maps), truths, classes
 
 
 def mask_ious(masks: ObjectMasks, truth: np.ndarray) -> np.ndarray:
@@ -192,13 +222,9 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
 
     settings = mask_settings(cfg.mask_quality_resolutions)
     on_renders, on_generated = RuleScores(settings, gcfg), RuleScores(settings, gcfg)
-    r_images, r_truths, r_classes, r_prompts = noised_renders(cfg.renders_per_class, cfg.seed, images.shape[1])
-    render_ious, render_maps = [], []
-    for sl, rec in record_noised_renders(gen, r_images, r_prompts, r_classes, cfg.noise_timesteps, cfg.seed,
-                                         gcfg.refine.resolution, gcfg.batch_size, gcfg.refine.self_attention_steps):
-        render_ious.append(mask_ious(masks_from_recorded(rec, gcfg, r_classes[sl]), r_truths[sl]))
-        render_maps.append(rec.maps(gcfg.resolutions, "generate.resolutions"))
-        on_renders.add(rec, r_classes[sl], r_truths[sl])
+    size = images.shape[1]
+    render_ious, render_maps, r_truths, r_classes = score_noised_renders(gen, cfg, gcfg, size, "world", on_renders)
+    any_ious, _, _, any_classes = score_noised_renders(gen, cfg, gcfg, size, "any")
     for batch, gen_images, rec in record_generated(gen, gcfg, cfg.mask_quality_per_class):
         reference = np.stack([o == class_index(p.cls) for o, p in zip(predict(oracle, gen_images), batch)])
         on_generated.add(rec, [p.cls for p in batch], reference)
@@ -210,11 +236,12 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
         "classifier_accuracy_on_renders_seen_in_training": round(float(held_out.mean()), 4),
         "attention_iou_vs_oracle_on_generated": per_class_mean(mask_ious(stored, oracle_masks), classes),
         "attention_ignored_share_on_generated": per_class_mean(stored.ignore.mean(axis=(1, 2)), classes),
-        "attention_iou_vs_truth_on_noised_renders": per_class_mean(np.concatenate(render_ious), r_classes),
+        "attention_iou_vs_truth_on_noised_renders": per_class_mean(render_ious, r_classes),
+        "attention_iou_vs_truth_on_noised_renders_any_background": per_class_mean(any_ious, any_classes),
         "best_fixed_threshold_vs_oracle_on_generated": best_fixed_threshold(maps, oracle_masks, classes, grid),
         "best_fixed_threshold_vs_truth_on_noised_renders": best_fixed_threshold(
-            np.concatenate(render_maps), r_truths, list(r_classes), grid),
+            render_maps, r_truths, r_classes, grid),
         "mask_quality": mask_quality_table(on_generated, on_renders),
         "n_generated": int(len(images)),
-        "n_noised_renders": int(len(r_images)),
+        "n_noised_renders": int(len(r_truths)),
     }

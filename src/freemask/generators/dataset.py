@@ -24,7 +24,7 @@ from ..io import write_json, write_text
 from ..masks.result import ObjectMasks
 from ..params import Generate
 from ..world.build import prompt
-from ..world.spec import BACKGROUND_FREQ, BACKGROUNDS, CLASSES, COOCCURRENCE, class_index
+from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_index
 from .attention import AttentionStore, token_positions
 from .masking import masks_from_store, new_store
 from .sampling import sample
@@ -48,10 +48,10 @@ def plan_objects(cfg: Generate) -> list[PlannedSample]:
     """``per_class`` prompts per class, each on a background drawn from where the class occurs."""
     out = []
     for k, cls in enumerate(CLASSES):
-        w = np.array([COOCCURRENCE[b].get(cls, 0.0) * BACKGROUND_FREQ[b] for b in BACKGROUNDS])
+        w = background_distribution(cls)
         for i in range(cfg.per_class):
             rng = np.random.default_rng([cfg.seed, 1, k, i])
-            bg = BACKGROUNDS[int(rng.choice(len(BACKGROUNDS), p=w / w.sum()))]
+            bg = BACKGROUNDS[int(rng.choice(len(BACKGROUNDS), p=w))]
             out.append(PlannedSample(f"{cls}_{i:05d}", prompt([cls], bg), cls, bg, _seed(cfg.seed, 2, k, i)))
     return out
 

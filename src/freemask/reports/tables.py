@@ -52,12 +52,16 @@ def spine_report(eval_metrics: dict, quality: dict, classes: list[str]) -> str:
         "Recognisability and attention-mask IoU (%)",
         {"classifier acc. on generated": q["classifier_accuracy_on_generated"]["per_class"],
          "mask IoU vs oracle (generated)": q["attention_iou_vs_oracle_on_generated"]["per_class"],
-         "mask IoU vs truth (noised renders)": q["attention_iou_vs_truth_on_noised_renders"]["per_class"]},
+         "mask IoU vs truth (noised renders)": q["attention_iou_vs_truth_on_noised_renders"]["per_class"],
+         "same, any background (stress)": q["attention_iou_vs_truth_on_noised_renders_any_background"]["per_class"]},
         classes))
     out.append(f"Means: classifier accuracy {_fmt(q['classifier_accuracy_on_generated']['mean'])}, "
                f"mask IoU vs oracle {_fmt(q['attention_iou_vs_oracle_on_generated']['mean'])} "
                f"({_fmt(q['attention_ignored_share_on_generated']['mean'])} % of pixels ignored), "
-               f"mask IoU vs truth {_fmt(q['attention_iou_vs_truth_on_noised_renders']['mean'])}.\n")
+               f"mask IoU vs truth {_fmt(q['attention_iou_vs_truth_on_noised_renders']['mean'])} on renders of "
+               f"each class on the backgrounds the world shows it on (as the generate stage prompts it), "
+               f"{_fmt(q['attention_iou_vs_truth_on_noised_renders_any_background']['mean'])} on renders on any "
+               f"background, most of them combinations the world never shows (an aeroplane on a floor).\n")
     bo, br = q["best_fixed_threshold_vs_oracle_on_generated"], q["best_fixed_threshold_vs_truth_on_noised_renders"]
     out.append(per_class_table(
         "The generate rule against the best single fixed threshold (%, the threshold chosen with hindsight "

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Background (scene) types, with the preposition used in prompts.
 BACKGROUNDS: tuple[str, ...] = ("sky", "grass", "road", "water", "floor")
 PREPOSITION: dict[str, str] = {"sky": "in", "grass": "on", "road": "on", "water": "on", "floor": "on"}
@@ -99,6 +101,14 @@ def class_index(name: str) -> int:
         return CLASSES.index(name) + 1
     except ValueError:
         raise KeyError(f"unknown class {name!r}; the toy world has {', '.join(CLASSES)}") from None
+
+
+def background_distribution(cls: str) -> np.ndarray:
+    """P(background | object) over ``BACKGROUNDS``: where the world shows ``cls``, in proportion to
+    P(object | background) * P(background)."""
+    class_index(cls)
+    w = np.array([COOCCURRENCE[b].get(cls, 0.0) * BACKGROUND_FREQ[b] for b in BACKGROUNDS])
+    return w / w.sum()
 
 
 def canonical_background(cls: str) -> str:
