@@ -131,12 +131,13 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     ``plain_*``: ``sample(..., store=None)`` with the loaded processors (SDPA) or diffusers'
     explicit ``AttnProcessor`` on every layer. ``capture_*``: ``sample`` with a store built as
     ``dataset.new_store`` builds it for the ``otsu`` rule (cross-attention only) or the
-    ``affinity`` rule (cross + self-attention at ``refine.resolution``), recording at timesteps
-    <= ``max_timestep``; part ``sample`` is that call, part ``masks`` is
+    ``affinity`` rule (cross + self-attention at ``refine.resolution``), sampled by the generate
+    stage's own ``dataset.sample_objects`` (cross-attention at timesteps <= ``max_timestep``,
+    self-attention at the last ``refine.self_attention_steps`` of them); part ``sample`` is that call, part ``masks`` is
     ``dataset.masks_from_store`` (maps at the params' resolutions, then the rule's masks)."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    from freemask.generators.dataset import object_token_index
+    from freemask.generators.dataset import object_token_index, sample_objects
     from freemask.generators.masking import masks_from_store, new_store
     from freemask.generators.sampling import sample
 
@@ -153,9 +154,7 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     store = new_store(object_token_index(gen, plan), vcfg)
     if (store.self_attention_resolution is not None) != (variant == CAPTURE_CROSS_SELF):
         raise RuntimeError(f"{variant}: new_store did not build the store this variant measures")
-    seconds, images = timed(lambda: sample(gen, prompts, seeds, cfg.steps, cfg.guidance, store,
-                                           record_max_timestep=cfg.max_timestep,
-                                           guidance_max_timestep=cfg.guidance_max_timestep))
+    seconds, images = timed(lambda: sample_objects(gen, plan, vcfg, store))
     mask_seconds, _ = timed(lambda: masks_from_store(store, images.shape[1], vcfg, [p.cls for p in plan]))
     return {"sample": seconds, "masks": mask_seconds}, images
 
@@ -222,7 +221,7 @@ def measure_capture_overhead(gen, cfg, batch: int, repeats: int, warmup: bool = 
         "images_per_call": batch, "steps": cfg.steps, "guidance": cfg.guidance,
         "guidance_max_timestep": cfg.guidance_max_timestep, "record_max_timestep": cfg.max_timestep,
         "map_resolutions": list(cfg.resolutions), "self_attention_resolution": cfg.refine.resolution,
-        "repeats": repeats,
+        "self_attention_steps": cfg.refine.self_attention_steps, "repeats": repeats,
         "variants": summarize_rounds(rounds, batch),
         "overhead_vs_plain_sdpa": {
             "capture_cross": paired_ratio(rounds, CAPTURE_CROSS, PLAIN_SDPA),
@@ -409,8 +408,9 @@ def markdown(res: dict) -> str:
         f"{m['loadavg_at_end'][0]:.2f} (1 min); timings from a loaded machine mean nothing. Total {res['seconds']:.0f} s.",
         "",
         f"## 1. Capture overhead ({cap['images_per_call']} images per call, {cap['steps']} steps, guidance "
-        f"{cap['guidance']} at t <= {cap['guidance_max_timestep']}, recording t <= {cap['record_max_timestep']}, "
-        f"{cap['repeats']} interleaved rounds)",
+        f"{cap['guidance']} at t <= {cap['guidance_max_timestep']}, cross-attention recorded at t <= "
+        f"{cap['record_max_timestep']}, self-attention at the last {cap['self_attention_steps'] or 'all'} of those "
+        f"steps, {cap['repeats']} interleaved rounds)",
         "",
         "| variant | median s / image (sampling) | + masks | vs plain SDPA (paired median) |",
         "|---|---|---|---|",
@@ -430,9 +430,11 @@ def markdown(res: dict) -> str:
         f"Capture overhead (sampling only; goal <= {100 * cap['goal_overhead']:.0f} %): cross-attention "
         f"{_pct(o['capture_cross']['overhead'])}, cross + self-attention {_pct(o['capture_cross_self']['overhead'])}. "
         f"With the masks computed from the store: {_pct(o['capture_cross_with_masks']['overhead'])} (otsu rule) and "
-        f"{_pct(o['capture_cross_self_with_masks']['overhead'])} (affinity rule). Where it comes from: the "
-        f"recorder computes attention explicitly (no SDPA) in every cross-attention layer, whatever the map "
-        f"resolutions, and at every step, recorded or not; plain generation with "
+        f"{_pct(o['capture_cross_self_with_masks']['overhead'])} (affinity rule). Where it comes from: at "
+        f"recorded steps the recorders compute the conditional rows' attention explicitly (no SDPA) in every "
+        f"cross-attention layer, whatever the map resolutions, and in the self-attention layers at the refinement "
+        f"resolution at the steps that record self-attention; other steps and rows run the layer's own processor. "
+        f"Plain generation with "
         f"diffusers' explicit `AttnProcessor` on every layer is {_pct(cap['explicit_vs_sdpa']['overhead'])} "
         f"against SDPA. Largest pixel difference from plain SDPA: "
         + ", ".join(f"{k} {v}" for k, v in cap["max_pixel_diff_vs_plain_sdpa"].items()) + " (of 255).",
