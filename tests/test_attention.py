@@ -209,6 +209,26 @@ def test_recording_over_sdpa_processors_restores_them_and_changes_nothing(tiny_g
     assert torch.allclose(plain, rec, atol=1e-5)
 
 
+def test_a_resolution_subset_records_only_those_layers_and_the_same_sums(tiny_generator):
+    unet = tiny_generator.unet.eval()
+    x, t, ctx = _inputs(tiny_generator)
+    every, only16 = AttentionStore(torch.tensor([[5], [8]])), AttentionStore(torch.tensor([[5], [8]]), resolutions=[16])
+    with torch.no_grad():
+        with recording(unet, every):
+            full = unet(x, t, encoder_hidden_states=ctx).sample
+        with recording(unet, only16):
+            part = unet(x, t, encoder_hidden_states=ctx).sample
+    at16 = {n for n, r in every.resolution.items() if r == 16}
+    assert at16 and set(only16.sums) == at16 and only16.skipped_resolutions == {8, 32}
+    assert all(torch.allclose(only16.sums[n], every.sums[n]) for n in at16)
+    assert torch.allclose(only16.maps(32), every.maps(32, [16]), atol=1e-6)
+    assert torch.allclose(full, part, atol=1e-5)  # the other layers ran their own processor
+    with pytest.raises(RuntimeError, match=r"records cross-attention at resolutions \[64\], the UNet's "
+                                           r"cross-attention ran at \[8, 16, 32\]"):
+        with torch.no_grad(), recording(unet, AttentionStore(torch.tensor([[5], [8]]), resolutions=[64])):
+            unet(x, t, encoder_hidden_states=ctx)
+
+
 def test_recording_raises_when_the_recorders_were_bypassed(tiny_generator):
     unet = tiny_generator.unet
     x, t, ctx = _inputs(tiny_generator)

@@ -154,7 +154,7 @@ def test_diffumask_rule_thresholds_each_class_on_its_own_resolutions(tiny_genera
         assert np.allclose(out.maps[b], want, atol=1e-6)
         assert np.array_equal(out.foreground[b], want > dm.thresholds[p.cls])
     bad = cfg.model_copy(update={"diffumask": dm.model_copy(update={"resolutions": {**dm.resolutions, "car": [64]}})})
-    with pytest.raises(ValueError, match=r"generate.diffumask.resolutions: no cross-attention at \[64\]"):
+    with pytest.raises(ValueError, match=r"generate.diffumask.resolutions: no cross-attention recorded at \[64\]"):
         masks_from_store(store, 32, bad, [p.cls for p in plan])
 
 
@@ -174,3 +174,16 @@ def test_dataset_diffusion_rule_writes_ignored_pixels_as_255(tmp_path, tiny_gene
         assert (amap[label == cls] >= 0.8 - 1 / 255).all() and (amap[label == 0] < 0.2 + 1 / 255).all()
         seen_ignore |= bool((label == 255).any())
     assert seen_ignore
+
+
+def test_the_store_records_only_the_resolutions_the_rule_reads(tiny_generate_cfg):
+    from freemask.generators.masking import map_resolutions, new_store
+
+    cfg = _rule(tiny_generate_cfg, "affinity", resolutions=[16, 8, 16])
+    assert map_resolutions(cfg) == [8, 16]
+    store = new_store(torch.tensor([[1]]), cfg)
+    assert store.resolutions == {8, 16} and store.self_attention_resolution == 16
+    d = cfg.diffumask
+    dm = _rule(cfg, "diffumask", diffumask=d.model_copy(update={"resolutions": {**d.resolutions, "car": [8], "boat": [32]}}))
+    assert map_resolutions(dm) == sorted({8, 32} | {r for c, rs in d.resolutions.items() if c not in ("car", "boat") for r in rs})
+    assert new_store(torch.tensor([[1]]), dm).self_attention_resolution is None

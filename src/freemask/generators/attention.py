@@ -6,7 +6,9 @@ columns of the requested tokens to a running sum kept on the device (so memory d
 with the number of denoising steps), and returns what the standard processor returns (up to float rounding).
 Under classifier-free guidance only the conditional half of the batch is recorded.
 
-When asked (``self_attention_resolution``), the self-attention layers (``attn1``) at that
+Cross-attention is recorded at every resolution, or at the ones asked for (``resolutions``: the
+layers elsewhere run their own processor and cost nothing extra). When asked
+(``self_attention_resolution``), the self-attention layers (``attn1``) at that
 resolution (see ``layer_resolutions``) are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
 ``freemask.masks.refine`` uses to refine the maps.
 
@@ -33,10 +35,14 @@ class AttentionStore:
     """
 
     def __init__(self, token_index: torch.Tensor, batch_slice: slice | None = None,
-                 self_attention_resolution: int | None = None):
+                 self_attention_resolution: int | None = None, resolutions: Sequence[int] | None = None):
         if token_index.ndim != 2:
             raise ValueError(f"token_index must be (batch, tokens), got shape {tuple(token_index.shape)}")
         self.token_index = token_index.long()
+        # cross-attention is recorded at these resolutions only (every one if None); the layers at
+        # the others run their own processor
+        self.resolutions = None if resolutions is None else frozenset(int(r) for r in resolutions)
+        self.skipped_resolutions: set[int] = set()
         self.batch_slice = batch_slice
         self.active = True
         self.sums: dict[str, torch.Tensor] = {}
@@ -74,13 +80,20 @@ class AttentionStore:
             raise ValueError(f"no self-attention recorded at resolution {self.self_attention_resolution}")
         return self.self_sum / self.self_count
 
+    def records_cross(self, resolution: int) -> bool:
+        """Whether cross-attention at ``resolution`` is recorded (noting the resolutions skipped)."""
+        if self.resolutions is None or resolution in self.resolutions:
+            return True
+        self.skipped_resolutions.add(resolution)
+        return False
+
     def add(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None,
             selected: bool = False) -> None:
         """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call, of the whole
-        UNet batch or (``selected``) of the ``batch_slice`` rows only."""
-        if not self.active:
-            return
+        UNet batch or (``selected``) of the ``batch_slice`` rows only; kept if at a recorded resolution."""
         hw = probs.shape[1]
+        if not self.active or not self.records_cross(height if height is not None else int(round(math.sqrt(hw)))):
+            return
         p = self._conditional(probs, heads, selected)
         idx = self.token_index.to(p.device)
         if idx.shape[0] != p.shape[0]:
@@ -133,11 +146,16 @@ class CrossAttentionRecorder:
     def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None):
         self.store, self.layer, self.self_attention, self.fallback = store, layer, self_attention, fallback
 
-    def _recording_now(self) -> bool:
-        return self.store.active and (not self.self_attention or self.store.self_active)
+    def _recording_now(self, hidden_states: torch.Tensor) -> bool:
+        if not self.store.active:
+            return False
+        if self.self_attention:
+            return self.store.self_active
+        r = hidden_states.shape[2] if hidden_states.ndim == 4 else int(round(math.sqrt(hidden_states.shape[1])))
+        return self.store.records_cross(r)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        if not self._recording_now() and self.fallback is not None:
+        if not self._recording_now(hidden_states) and self.fallback is not None:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         kept = self.store.batch_slice
         n = hidden_states.shape[0]
@@ -266,6 +284,9 @@ class recording:
                 names = ", ".join(f"{n} -> {c}" for n, c in list(replaced.items())[:3])
                 names += ", ..." if len(replaced) > 3 else ""
                 why = f"{len(replaced)} recorders were replaced inside the context ({names})"
+            elif self.store.skipped_resolutions and not self.store.self_count:
+                why = (f"the store records cross-attention at resolutions {sorted(self.store.resolutions)}, "
+                       f"the UNet's cross-attention ran at {sorted(self.store.skipped_resolutions)}")
             else:
                 why = "the UNet's forward did not call its attention processors (xformers, fused, compiled attention?)"
             raise RuntimeError(f"the UNet ran {self.active_calls} forward pass(es) with the attention store active, "

@@ -24,10 +24,19 @@ from .attention import AttentionStore
 SELF_ATTENTION_RULES = ("affinity", "dataset_diffusion")
 
 
+def map_resolutions(cfg: Generate) -> list[int]:
+    """The cross-attention resolutions the threshold rule reads: ``generate.resolutions``, or for the
+    diffumask rule every resolution of its per-class subsets."""
+    if cfg.threshold.rule == "diffumask":
+        return sorted({r for rs in cfg.diffumask.resolutions.values() for r in rs})
+    return sorted(set(cfg.resolutions))
+
+
 def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
-    """An attention store that also records self-attention when the threshold rule needs affinities."""
+    """An attention store for the threshold rule: cross-attention at the resolutions it reads only
+    (``map_resolutions``), and self-attention when the rule needs affinities."""
     res = cfg.refine.resolution if cfg.threshold.rule in SELF_ATTENTION_RULES else None
-    return AttentionStore(token_index, self_attention_resolution=res)
+    return AttentionStore(token_index, self_attention_resolution=res, resolutions=map_resolutions(cfg))
 
 
 class RecordedAttention:
@@ -44,6 +53,11 @@ class RecordedAttention:
         """Resolutions with recorded cross-attention."""
         return sorted(self.store.layers_by_resolution())
 
+    @property
+    def unet_resolutions(self) -> list[int]:
+        """Resolutions of the generator's attention layers: the recorded ones and the ones the store skipped."""
+        return sorted(set(self.resolutions) | self.store.skipped_resolutions)
+
     def raw_maps(self, resolutions: Sequence[int], key: str) -> np.ndarray:
         """(B, size, size) float32: the mean over the layers at ``resolutions`` (``store.maps``).
         ``key``: the dotted params key the resolutions come from, named when there are none."""
@@ -51,8 +65,8 @@ class RecordedAttention:
         if k not in self._maps:
             missing = sorted(set(k) - set(self.resolutions))
             if missing:
-                raise ValueError(f"{key}: no cross-attention at {missing} "
-                                 f"(the generator's attention layers are at {self.resolutions})")
+                raise ValueError(f"{key}: no cross-attention recorded at {missing} "
+                                 f"(the generator's attention layers are at {self.unet_resolutions})")
             self._maps[k] = self.store.maps(self.size, list(k))[:, 0].numpy().astype(np.float32)
         return self._maps[k]
 
@@ -68,7 +82,7 @@ class RecordedAttention:
             except ValueError:
                 raise ValueError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no "
                                  f"self-attention at that resolution (its attention layers are at "
-                                 f"{self.resolutions})") from None
+                                 f"{self.unet_resolutions})") from None
             self._transitions[beta] = transition_matrix(affinity, beta)
         return self._transitions[beta]
 
