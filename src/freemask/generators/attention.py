@@ -157,21 +157,21 @@ class CrossAttentionRecorder:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         if not self._recording_now(hidden_states) and self.fallback is not None:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        kept = self.store.batch_slice
         n = hidden_states.shape[0]
-        rows = torch.arange(n)
-        keep = rows[kept] if kept is not None else rows
-        if len(keep) == n or self.fallback is None or attention_mask is not None or temb is not None:
+        kept = self.store.batch_slice
+        start, stop, step = kept.indices(n) if kept is not None else (0, n, 1)
+        if ((start, stop) == (0, n) or step != 1 or self.fallback is None or attention_mask is not None
+                or temb is not None):
             return self._explicit(attn, hidden_states, encoder_hidden_states, attention_mask, temb, selected=False)
         # only the kept rows (the conditional branch under guidance) need explicit probabilities; the
-        # others run through the layer's own processor
-        rest = rows[~torch.isin(rows, keep)]
+        # rows before and after them (views, not copies) run through the layer's own processor
         ctx = (lambda r: None) if encoder_hidden_states is None else (lambda r: encoder_hidden_states[r])
-        out_rest = self.fallback(attn, hidden_states[rest], ctx(rest), None, None, *args, **kwargs)
-        out_keep = self._explicit(attn, hidden_states[keep], ctx(keep), None, None, selected=True)
-        out = out_keep.new_empty((n, *out_keep.shape[1:]))
-        out[rest], out[keep] = out_rest.to(out.dtype), out_keep
-        return out
+        parts = []
+        for rows, explicit in ((slice(0, start), False), (slice(start, stop), True), (slice(stop, n), False)):
+            if rows.stop > rows.start:
+                parts.append(self._explicit(attn, hidden_states[rows], ctx(rows), None, None, selected=True) if explicit
+                             else self.fallback(attn, hidden_states[rows], ctx(rows), None, None, *args, **kwargs))
+        return torch.cat([p.to(hidden_states.dtype) for p in parts]) if len(parts) > 1 else parts[0]
 
     def _explicit(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb, selected: bool):
         """diffusers' AttnProcessor with the probabilities handed to the store (``selected``: the rows
