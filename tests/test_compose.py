@@ -54,3 +54,67 @@ def test_a_sample_with_only_undecided_pixels_gives_no_cutout():
     lab = np.zeros((4, 4), np.uint8)
     lab[1:3, 1:3] = 255
     assert cut_out("u", np.zeros((4, 4, 3), np.uint8), lab) is None
+
+
+def _write_sources(tmp_path):
+    """Object shards (a class-1 object generated on sky, a class-4 one on grass) and scene shards
+    (sky, grass and water), in the layout the generate stage writes."""
+    from freemask.data import shards
+
+    def obj(value, bg):
+        img, lab = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
+        img[2:6, 2:6], lab[2:6, 2:6] = 50 * value, value
+        return {"image.png": img, "label.png": lab, "meta.json": {"background": bg, "class": f"c{value}"}}
+
+    def scene(bg, shade):
+        return {"image.png": np.full((8, 8, 3), shade, np.uint8), "meta.json": {"background": bg}}
+
+    shards.write_shard(tmp_path / "objects" / shards.shard_name(0), [("a", obj(1, "sky")), ("b", obj(4, "grass"))])
+    shards.write_shard(tmp_path / "scenes" / shards.shard_name(0),
+                       [("sky_0", scene("sky", 10)), ("grass_0", scene("grass", 20)), ("water_0", scene("water", 30))])
+
+
+def _composed(tmp_path, mode, name, seed=0):
+    from freemask.compose.paste import compose_dataset
+    from freemask.data import shards
+    from freemask.params import Compose
+
+    cfg = Compose(mode=mode, n_images=40, max_objects=3, shard_size=16, seed=seed)
+    stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name)
+    return stats, dict(shards.read_shards(tmp_path / name))
+
+
+def test_same_background_pastes_objects_only_into_scenes_of_their_background(tmp_path):
+    _write_sources(tmp_path)
+    stats, out = _composed(tmp_path, "same_background", "same")
+    assert stats["scenes"] == 2 and stats["scenes_left_out"] == 1  # no object was generated on water
+    seen = set()
+    for rec in out.values():
+        scene, labels = rec["meta.json"]["scene"], set(np.unique(rec["label.png"])) - {0}
+        assert labels == ({1} if scene == "sky_0" else {4}), (scene, labels)
+        assert set(rec["meta.json"]["objects"]) == ({"a"} if scene == "sky_0" else {"b"})
+        seen.add(scene)
+    assert seen == {"sky_0", "grass_0"}
+    stats, out = _composed(tmp_path, "random", "random")
+    assert stats["scenes_left_out"] == 0
+    assert any(r["meta.json"]["scene"] == "water_0" for r in out.values())
+    assert any({1, 4} <= set(np.unique(r["label.png"])) for r in out.values())  # any object into any scene
+
+
+def test_composition_is_deterministic_per_seed(tmp_path):
+    _write_sources(tmp_path)
+    _, a = _composed(tmp_path, "same_background", "a")
+    _, b = _composed(tmp_path, "same_background", "b")
+    _, c = _composed(tmp_path, "same_background", "c", seed=1)
+    assert a.keys() == b.keys() and all((a[k]["image.png"] == b[k]["image.png"]).all() for k in a)
+    assert any((a[k]["label.png"] != c[k]["label.png"]).any() for k in a)
+
+
+def test_same_background_without_a_matching_scene_names_the_backgrounds(tmp_path):
+    import pytest
+
+    from freemask.compose.paste import Cutout, Scene, scene_pools
+
+    c = Cutout("a", np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool), 1, np.zeros((1, 1), bool), "sky")
+    with pytest.raises(ValueError, match=r"same_background.*scenes: \['road'\], objects: \['sky'\]"):
+        scene_pools("same_background", [c], [Scene("r", "road", np.zeros((2, 2, 3), np.uint8))])

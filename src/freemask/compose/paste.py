@@ -2,8 +2,13 @@
 
 Stacking order decides the label: a newer object overwrites the label pixels it covers, so masks
 stay consistent under occlusion. Pixels a mask rule left undecided (label 255, e.g. Dataset
-Diffusion's uncertainty band) travel with their object and stay 255 where it is pasted. The ``random`` mode (the baseline, and the ablation 'w/o
-thesaurus, w/o placement') picks objects uniformly and places them at random positions.
+Diffusion's uncertainty band) travel with their object and stay 255 where it is pasted.
+
+Modes (``compose.mode``), both placing objects at random positions and sizes:
+- ``random`` (the ablation 'w/o thesaurus, w/o placement'): any object into any scene;
+- ``same_background``: an object joins only scenes of the background it was generated on (its
+  prompt's "... in/on the {background}"), so the pairing of objects and scenes is the one the
+  generate stage's plan chose.
 """
 from __future__ import annotations
 
@@ -25,9 +30,17 @@ class Cutout:
     mask: np.ndarray  # (h, w) bool, the object
     label: int
     ignore: np.ndarray  # (h, w) bool, pixels the mask rule left undecided (label 255), never in ``mask``
+    background: str | None = None  # the background of the prompt the object was generated with
 
 
-def cut_out(key: str, image: np.ndarray, label: np.ndarray) -> Cutout | None:
+@dataclass(frozen=True)
+class Scene:
+    key: str
+    background: str
+    image: np.ndarray  # (H, W, 3) uint8
+
+
+def cut_out(key: str, image: np.ndarray, label: np.ndarray, background: str | None = None) -> Cutout | None:
     """The crop around the object and its undecided (``IGNORE_INDEX``) pixels; None when no pixel
     is surely the object."""
     ignore = label == IGNORE_INDEX
@@ -40,7 +53,7 @@ def cut_out(key: str, image: np.ndarray, label: np.ndarray) -> Cutout | None:
     ys, xs = np.nonzero(fg | ignore)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     return Cutout(key, image[y0:y1, x0:x1].copy(), fg[y0:y1, x0:x1].copy(), int(classes[0]),
-                  ignore[y0:y1, x0:x1].copy())
+                  ignore[y0:y1, x0:x1].copy(), background)
 
 
 def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -70,16 +83,25 @@ def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: floa
     label[ys, xs][ii] = IGNORE_INDEX
 
 
+def _background(key: str, meta: dict, folder) -> str:
+    if "background" not in meta:
+        raise KeyError(f"sample {key!r} in {folder} has no 'background' in its meta.json")
+    return meta["background"]
+
+
 def load_cutouts(objects_dir) -> list[Cutout]:
-    cuts = [cut_out(k, m["image.png"], m["label.png"]) for k, m in shards.read_shards(objects_dir)]
+    cuts = [cut_out(k, m["image.png"], m["label.png"], _background(k, m["meta.json"], objects_dir))
+            for k, m in shards.read_shards(objects_dir)]
     return [c for c in cuts if c is not None]
 
 
-def load_scenes(scenes_dir) -> list[np.ndarray]:
-    return [m["image.png"] for _, m in shards.read_shards(scenes_dir)]
+def load_scenes(scenes_dir) -> list[Scene]:
+    return [Scene(k, _background(k, m["meta.json"], scenes_dir), m["image.png"]) for k, m in shards.read_shards(scenes_dir)]
 
 
-def compose_random(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout], cfg: Compose) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout], cfg: Compose) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """1 to ``max_objects`` objects drawn uniformly from ``pool``, pasted in turn at random positions
+    with a side drawn from [``min_size``, ``max_size``]."""
     image, label = scene.copy(), np.zeros(scene.shape[:2], np.uint8)
     used = []
     for _ in range(int(rng.integers(1, cfg.max_objects + 1))):
@@ -91,20 +113,42 @@ def compose_random(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutou
     return image, label, used
 
 
+def scene_pools(mode: str, pool: list[Cutout], scenes: list[Scene]) -> tuple[list[Scene], list[list[Cutout]]]:
+    """The scenes objects can be pasted into and, for each, the objects that may join it by ``mode``.
+    Under ``same_background`` a scene whose background no object was generated on is left out."""
+    if mode == "random":
+        return scenes, [pool] * len(scenes)
+    if mode != "same_background":
+        raise KeyError(f"compose.mode must be random or same_background, got {mode!r}")
+    by_bg: dict[str, list[Cutout]] = {}
+    for c in pool:
+        by_bg.setdefault(c.background, []).append(c)
+    kept = [s for s in scenes if s.background in by_bg]
+    if not kept:
+        raise ValueError(f"compose.mode=same_background: no scene has the background of any object "
+                         f"(scenes: {sorted({s.background for s in scenes})}, objects: {sorted(by_bg)})")
+    return kept, [by_bg[s.background] for s in kept]
+
+
 def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir) -> dict:
     if cfg.min_size > cfg.max_size:
         raise ValueError(f"compose.min_size ({cfg.min_size}) is larger than compose.max_size ({cfg.max_size})")
-    pool, scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
+    pool, all_scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
     if not pool:
         raise ValueError(f"no object with a non-empty mask in {objects_dir}")
+    if not all_scenes:
+        raise ValueError(f"no scene in {scenes_dir}")
+    scenes, pools = scene_pools(cfg.mode, pool, all_scenes)
     size = cfg.shard_size
     n_shards = (cfg.n_images + size - 1) // size
     for s in tqdm(range(n_shards), desc="compose: shards"):
         records = []
         for i in range(s * size, min(cfg.n_images, (s + 1) * size)):
             rng = np.random.default_rng([cfg.seed, i])
-            scene = scenes[int(rng.integers(len(scenes)))]
-            image, label, used = compose_random(rng, scene, pool, cfg)
-            records.append((f"{i:07d}", {"image.png": image, "label.png": label, "meta.json": {"objects": used}}))
+            k = int(rng.integers(len(scenes)))
+            image, label, used = compose_one(rng, scenes[k].image, pools[k], cfg)
+            records.append((f"{i:07d}", {"image.png": image, "label.png": label,
+                                         "meta.json": {"scene": scenes[k].key, "objects": used}}))
         shards.write_shard(f"{out_dir}/{shards.shard_name(s)}", records)
-    return {"images": cfg.n_images, "object_pool": len(pool), "scenes": len(scenes)}
+    return {"images": cfg.n_images, "mode": cfg.mode, "object_pool": len(pool), "scenes": len(scenes),
+            "scenes_left_out": len(all_scenes) - len(scenes)}
