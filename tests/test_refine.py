@@ -73,3 +73,12 @@ def test_threshold_grid_steps_up_to_below_one_and_rejects_a_step_outside_0_1():
     for bad in (0, 1, -0.1):
         with pytest.raises(ValueError, match="grid step"):
             threshold_grid(bad)
+
+
+def test_transition_matrix_leaves_the_affinities_alone_and_matches_the_formula():
+    a = torch.rand(2, 9, 9, dtype=torch.float64)
+    before = a.clone()
+    t = transition_matrix(a, 2.0)
+    assert torch.equal(a, before)  # computed in place on its own copy, never on the caller's tensor
+    want = a ** 2 / (a ** 2).sum(-1, keepdim=True)
+    assert torch.equal(t, want) and torch.allclose(t.sum(-1), torch.ones(2, 9, dtype=torch.float64))

@@ -28,9 +28,12 @@ def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
         raise ValueError(f"affinity must be (batch, N, N), got {tuple(affinity.shape)}")
     if (affinity < 0).any():
         raise ValueError("affinities must be non-negative (attention probabilities are)")
-    a = affinity.double()
-    a = a if beta == 1 else a ** beta
-    return a / a.sum(-1, keepdim=True).clamp_min(1e-300)
+    # one float64 copy, then in place: a (B, N, N) batch at 32x32 is 128 MiB per float64 copy per 16
+    # images, and the out-of-place ``a ** beta / sum`` held three of them at once (the stage's peak RSS)
+    a = affinity.to(torch.float64, copy=True)
+    if beta != 1:
+        a.pow_(beta)
+    return a.div_(a.sum(-1, keepdim=True).clamp_min(1e-300))
 
 
 def random_walk(scores: np.ndarray, transition: torch.Tensor, steps: int) -> np.ndarray:
