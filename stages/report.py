@@ -14,7 +14,7 @@ def main(p):
     out.mkdir(exist_ok=True)
     metrics = json.loads(Path("metrics/eval.json").read_text())
     quality = json.loads(Path("metrics/generator_quality.json").read_text())
-    write_text(out / "tables.md", spine_report(metrics, quality, list(CLASSES)))
+    write_text(out / "tables.md", spine_report(metrics, quality, list(CLASSES), p.compose.mode))
     grid = object_and_composite_grid("data/generated/objects", "data/composed", p.report.grid_samples)
     grid.save(out / "samples.png")
 

@@ -162,6 +162,8 @@ def test_report_renders_the_mask_quality_section():
     ev = {"synthetic_only": {"mIoU": 0.5, "per_class": {}}, "upper_bound_real": {"mIoU": 0.9, "per_class": {}},
           "synthetic_over_upper_bound": 0.556}
     md = spine_report(ev, quality, ["bird", "car"])
+    assert "| synthetic only (generated objects + composition by background) | 50.0 |" in md
+    assert "generated objects + random composition" in spine_report(ev, quality, ["bird", "car"], "random")
     assert "## Mask quality by rule and attention resolution" in md
     assert "| dataset_diffusion | 32+16 | 80.0 | 80.0 | **80.0** | 12.5 |" in md
     assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table
