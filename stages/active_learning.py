@@ -31,12 +31,15 @@ from freemask.runtime import run_stage, set_threads, write_json
 SWEEP_DIR = Path("metrics/active_learning_sweep")
 
 
-def run_rounds(p) -> dict:
-    """Algorithm 1 with the params ``p``; the pool and models go to data/active and models/active.
-    Returns the run's metrics (every round)."""
+def load_inputs():
+    """D0 (as train_synthetic reads it) and the toy VOC val split: the same for every run of a sweep."""
+    return load_samples("data/generated/objects", "data/composed"), from_voc("data/world/voc", "val")
+
+
+def run_rounds(p, initial, val) -> dict:
+    """Algorithm 1 with the params ``p`` from D0 ``initial``, scored on ``val``; the pool and models go
+    to data/active and models/active. Returns the run's metrics (every round)."""
     set_threads(p.active.threads)
-    initial = load_samples("data/generated/objects", "data/composed")
-    val = from_voc("data/world/voc", "val")
     result, _ = run_toy(p.active, p.generate, p.train, "models/generator", initial, "models/active",
                         val=val, used=plan_objects(p.generate), initial_model="models/segmenter_synthetic",
                         cache_dir=os.environ.get("FREEMASK_ACTIVE_CACHE", "data/work/active_fresh"))
@@ -47,7 +50,7 @@ def run_rounds(p) -> dict:
 
 
 def main(p):
-    run = run_rounds(p)
+    run = run_rounds(p, *load_inputs())
     write_json("metrics/active_learning.json", run)
     write_text("reports/active_learning.md", "# Adversarial active learning (Algorithm 1)\n\n"
                f"retain α = {p.active.retain}, finetune = {p.active.finetune}, "
@@ -67,8 +70,9 @@ def sweep(alphas: list[str]):
         paths = [SWEEP_DIR / f"retain-{active.retain}.json" for active in runs]
         if len(set(paths)) != len(paths):
             raise ParamsError(f"sweep: a retention value is given twice ({' '.join(alphas)})")
+        inputs = load_inputs()
         for active, path in zip(runs, paths):
-            write_json(path, run_rounds(p.model_copy(update={"active": active})))
+            write_json(path, run_rounds(p.model_copy(update={"active": active}), *inputs))
         sweep_report([str(f) for f in paths])
     return run
 

@@ -328,7 +328,7 @@ def test_sweep_checks_every_retention_value_before_running_any(monkeypatch):
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
     ran = []
-    monkeypatch.setattr(stage, "run_rounds", lambda p: ran.append(p.active.retain))
+    monkeypatch.setattr(stage, "run_rounds", lambda p, *inputs: ran.append(p.active.retain))
     params = validate(dump_defaults())
     for bad, match in ((["0.5", "1.5"], "active.retain='1.5'"), (["0.5", "x"], "active.retain='x'"),
                        (["0.5", "0.50"], "given twice")):
