@@ -111,6 +111,30 @@ def test_under_guidance_only_the_conditional_rows_are_computed_explicitly(tiny_g
     assert torch.allclose(split.affinity(), full.affinity(), atol=1e-6)
 
 
+@pytest.mark.parametrize("guided", [False, True])
+def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_generator, monkeypatch, guided):
+    """The explicit self-attention is computed a prompt at a time when a chunk is that small: the
+    same affinity, the same count of recorded layer calls and the same UNet output as one piece."""
+    import freemask.generators.attention as attention
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    if guided:
+        x, t, ctx = torch.cat([x, x]), torch.cat([t, t]), torch.cat([tiny_generator.encode(["", ""]), ctx])
+    runs = []
+    for budget in (1, 2**40):  # one prompt per chunk; every prompt at once
+        monkeypatch.setattr(attention, "SELF_ATTENTION_CHUNK_BYTES", budget)
+        store = AttentionStore(torch.tensor([[5], [8]]), batch_slice=slice(2, 4) if guided else None,
+                               self_attention_resolution=16)
+        with torch.no_grad(), recording(unet, store):
+            out = unet(x, t, encoder_hidden_states=ctx).sample
+        runs.append((store, out))
+    (chunked, out_chunked), (whole, out_whole) = runs
+    assert chunked.self_count == whole.self_count > 0
+    assert torch.equal(chunked.affinity(), whole.affinity())
+    assert torch.equal(chunked.affinity(slice(1, 2)), whole.affinity()[1:2])
+    assert torch.allclose(out_chunked, out_whole, atol=1e-6)
+
+
 def test_self_attention_is_recorded_at_the_last_asked_steps_only(tiny_generator):
     """10 DDIM steps record 200, 100, 0 (max_timestep 200); self-attention_steps=1 keeps step 0 alone."""
     prompt = ["a photo of a car on the road"]

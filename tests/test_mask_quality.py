@@ -72,6 +72,23 @@ def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded
         assert ignored[0].any() == (setting.rule == "dataset_diffusion")
 
 
+@pytest.mark.parametrize("rule", ["affinity", "dataset_diffusion"])
+def test_transitions_made_an_image_at_a_time_give_the_same_masks(gcfg, recorded, monkeypatch, rule):
+    """masks_from_store drops each piece of transition matrices after use (flat memory in the batch
+    size); with pieces of one image the masks are those of the whole batch's kept matrices."""
+    import freemask.generators.masking as masking
+    batch, images, rec = recorded[0]
+    classes, cfg = [p.cls for p in batch], gcfg.model_copy(update={"threshold": gcfg.threshold.model_copy(update={"rule": rule})})
+    monkeypatch.setattr(masking, "TRANSITION_CHUNK_BYTES", 1)
+    pieces = masking.RecordedAttention(rec.store, images.shape[1], keep_transitions=False)
+    assert [rows for rows, _ in pieces.transitions(1.0, cfg)] == [slice(i, i + 1) for i in range(len(batch))]
+    chunked, whole = masks_from_store(rec.store, images.shape[1], cfg, classes), masks_from_recorded(rec, cfg, classes)
+    # a one-image product takes BLAS's matrix-vector path: the refined maps may differ in the last bit
+    assert np.allclose(chunked.maps, whole.maps, rtol=0, atol=1e-6)
+    assert np.array_equal(chunked.foreground, whole.foreground) and np.array_equal(chunked.ignore, whole.ignore)
+    assert not pieces._transitions  # nothing kept
+
+
 def test_table_rows_carry_iou_and_ignored_share_per_class(gcfg, recorded, tiny_generator):
     settings = mask_settings(SUBSETS)
     on_gen, on_ren = RuleScores(settings, gcfg), RuleScores(settings, gcfg)

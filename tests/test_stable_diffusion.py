@@ -15,7 +15,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from freemask.generators.attention import cross_attention_layers, layer_resolutions
 from freemask.generators.stable_diffusion import (SDProfile, generate_with_masks, load_pipeline, load_profile,
                                                   make_prompt)
-from freemask.params import ParamsError
+from freemask.generators.attention import AttentionStore
+from freemask.masks.refine import affinity_masks, threshold_grid, transition_matrix
+from freemask.masks.threshold import threshold
+from freemask.params import ParamsError, Refine
 
 PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "sd15.yaml"
 
@@ -49,6 +52,7 @@ def sd_folder(tmp_path, clip_tokenizer_dir) -> Path:
 
 def _profile(folder, **kw) -> SDProfile:
     base = dict(model=str(folder), steps=2, guidance=7.5, height=128, width=128, resolutions=[8, 16],
+                refine={"resolution": 8},  # 16x16 latents: self-attention at 16, 8, 4 and 2
                 varieties={"plant": ["potted plant"], "bird": ["blue jay", "sparrow"]})
     return SDProfile(**{**base, **kw})
 
@@ -61,7 +65,7 @@ def test_sd15_shaped_checkpoint_gives_an_image_and_one_map_per_word(sd_folder):
     # down: 3 attention blocks x 2 layers; mid: 1; up: 3 attention blocks x 3 layers (layers_per_block + 1)
     assert len(cross) == 16
     assert Counter(res[n] for n in cross) == {16: 5, 8: 5, 4: 5, 2: 1}
-    cfg = _profile(sd_folder)
+    cfg = _profile(sd_folder, resolutions=[2, 4, 8, 16])
     plant, phrase = make_prompt(cfg, "plant", "on", "floor", seed=0)
     assert (plant, phrase) == ("a photo of a potted plant on the floor", "potted plant")  # pot|ted plant: 3 tokens
     prompts, words, seeds = [plant, "a photo of a dog on the grass"], [[phrase, "floor"], ["dog", "grass"]], [3, 4]
@@ -72,11 +76,51 @@ def test_sd15_shaped_checkpoint_gives_an_image_and_one_map_per_word(sd_folder):
     assert np.allclose(out.maps.min(axis=(2, 3)), 0) and np.allclose(out.maps.max(axis=(2, 3)), 1)
     assert not np.allclose(out.maps[0, 0], out.maps[0, 1], atol=1e-3)  # two words, two different maps
     assert out.layers == {n: res[n] for n in cross}  # every attn2 layer recorded, at the resolution predicted
+    # one mask per word: its map above the grid threshold that the refinement chose for it
+    assert out.masks.dtype == bool and out.masks.shape == out.maps.shape
+    grid = threshold_grid(cfg.refine.grid_step)
+    for m, mask in zip(out.maps.reshape(-1, 128, 128), out.masks.reshape(-1, 128, 128)):
+        assert any(np.array_equal(mask, m > t) for t in grid)
     again = generate_with_masks(pipe, prompts, words, seeds, cfg)
     assert np.array_equal(out.images, again.images) and np.array_equal(out.maps, again.maps)
+    assert np.array_equal(out.masks, again.masks)
     alone = generate_with_masks(pipe, prompts[1:], words[1:], seeds[1:], cfg)
     assert np.abs(alone.images[0].astype(int) - out.images[1]).max() <= 1  # batch mates do not change a sample
     assert np.allclose(alone.maps[0], out.maps[1], atol=1e-4)
+
+
+def test_masks_follow_the_mask_rule_and_the_recorded_resolutions(sd_folder):
+    """The affinity rule's masks are the paper's refinement applied to the maps with the recorded
+    self-attention; otsu thresholds each map; only the asked cross-attention resolutions record."""
+    pipe = load_pipeline(sd_folder)
+    args = (["a photo of a dog on the grass", "a photo of a bird in the sky"], [["dog"], ["bird"]], [1, 2])
+    cfg = _profile(sd_folder)
+    out = generate_with_masks(pipe, *args, cfg)
+    assert set(out.layers.values()) == {8, 16}  # the profile's resolutions, no other layer recorded
+    otsu = generate_with_masks(pipe, *args, _profile(sd_folder, mask_rule="otsu"))
+    # the rule changes the masks only (up to rounding: without recording, self-attention runs fused)
+    assert np.allclose(otsu.maps, out.maps, atol=1e-4)
+    assert np.array_equal(otsu.masks[:, 0], np.stack([threshold(m, "otsu") for m in otsu.maps[:, 0]]))
+
+
+def test_refined_masks_walk_each_words_map_on_its_images_affinity(monkeypatch):
+    """Two images, two words: each word's mask is ``affinity_masks`` of its map with its own image's
+    transition matrix, whether the matrices are made for both images at once or one at a time."""
+    import freemask.generators.stable_diffusion as sd
+    rng = np.random.default_rng(0)
+    side, size = 4, 8
+    store = AttentionStore(torch.zeros((2, 2), dtype=torch.long), self_attention_resolution=side)
+    left = np.repeat(np.arange(side * side) % side < side // 2, 1)  # pixels of the left half attend to each other
+    block = torch.tensor((left[:, None] == left[None, :]).astype(np.float32)) + 0.01
+    store.add_self("attn1", torch.stack([block, block.T.flip(0).flip(1)]), heads=1, height=side)
+    maps = rng.random((2, 2, size, size)).astype(np.float32)
+    refine = Refine(resolution=side, walk_steps=2)
+    grid = threshold_grid(refine.grid_step)
+    want = np.stack([np.stack([affinity_masks(maps[i:i + 1, w], transition_matrix(store.affinity(slice(i, i + 1)), 2.0),
+                                              2, refine.bg_power, grid)[2][0] for w in range(2)]) for i in range(2)])
+    assert np.array_equal(sd.refined_masks(store, maps, refine), want)
+    monkeypatch.setattr(sd, "TRANSITION_CHUNK_BYTES", 1)
+    assert np.array_equal(sd.refined_masks(store, maps, refine), want)
 
 
 @pytest.mark.parametrize("scheduler", ["DPMSolverMultistep", "Euler"])
@@ -97,6 +141,9 @@ def test_impossible_requests_are_named_before_sampling(sd_folder):
         generate_with_masks(pipe, *args, _profile(sd_folder, max_timestep=0))
     with pytest.raises(ValueError, match="height 96 is not a multiple of 64"):
         generate_with_masks(pipe, *args, _profile(sd_folder, height=96, width=96))
+    with pytest.raises(ValueError, match=r"refine.resolution=32: at 128 px this UNet has self-attention at "
+                                         r"\[2, 4, 8, 16\]"):
+        generate_with_masks(pipe, *args, _profile(sd_folder, refine={"resolution": 32}))
     with pytest.raises(KeyError, match="'cat' does not occur"):
         generate_with_masks(pipe, ["a photo of a dog on the grass"], [["cat"]], [0], _profile(sd_folder))
 

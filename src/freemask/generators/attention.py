@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# the most bytes of explicit self-attention probabilities held at once (per chunk of prompts)
+SELF_ATTENTION_CHUNK_BYTES = 32 * 2**20
+
 
 class AttentionStore:
     """Running sums of cross-attention probabilities for selected tokens, per layer.
@@ -59,26 +62,32 @@ class AttentionStore:
         return p[self.batch_slice] if self.batch_slice is not None and not selected else p
 
     def add_self(self, layer: str, probs: torch.Tensor, heads: int, height: int | None = None,
-                 selected: bool = False) -> None:
+                 selected: bool = False, rows: slice | None = None, last: bool = True) -> None:
         """``probs``: (batch * heads, HW, HW) self-attention of one layer call, of the whole UNet batch
         or (``selected``) of the ``batch_slice`` rows only; kept if at the asked resolution and
-        ``self_active``."""
+        ``self_active``. A layer call may hand its kept rows in chunks: ``rows`` names the store rows
+        (prompts) of this chunk, and only the call's ``last`` chunk counts as a recorded call."""
         hw = probs.shape[1]
         r = height if height is not None else int(round(math.sqrt(hw)))
         if not (self.active and self.self_active) or r != self.self_attention_resolution:
             return
-        p = self._conditional(probs, heads, selected).detach()
-        if self.self_sum is None:
-            self.self_sum = p.clone()
-        else:
-            self.self_sum += p
-        self.self_count += 1
+        p = self._conditional(probs, heads, selected or rows is not None).detach()
+        if self.self_sum is None:  # zeros + p is p bit for bit: probabilities are finite and >= 0
+            self.self_sum = torch.zeros((self.token_index.shape[0], hw, hw), dtype=p.dtype, device=p.device)
+        kept = self.self_sum[rows if rows is not None else slice(None)]
+        if kept.shape != p.shape:
+            raise ValueError(f"layer {layer}: self-attention of {p.shape[0]} prompts for store rows "
+                             f"{rows} of {self.self_sum.shape[0]}")
+        kept += p
+        if last:
+            self.self_count += 1
 
-    def affinity(self) -> torch.Tensor:
-        """(B, HW, HW): self-attention at ``self_attention_resolution``, mean over layers and steps."""
+    def affinity(self, rows: slice | None = None) -> torch.Tensor:
+        """(B, HW, HW): self-attention at ``self_attention_resolution``, mean over layers and steps, of
+        every prompt or of the prompts ``rows``."""
         if self.self_sum is None:
             raise ValueError(f"no self-attention recorded at resolution {self.self_attention_resolution}")
-        return self.self_sum / self.self_count
+        return self.self_sum[rows if rows is not None else slice(None)] / self.self_count
 
     def records_cross(self, resolution: int) -> bool:
         """Whether cross-attention at ``resolution`` is recorded (noting the resolutions skipped)."""
@@ -173,6 +182,23 @@ class CrossAttentionRecorder:
                              else self.fallback(attn, hidden_states[rows], ctx(rows), None, None, *args, **kwargs))
         return torch.cat([p.to(hidden_states.dtype) for p in parts]) if len(parts) > 1 else parts[0]
 
+    def _self_attention_in_chunks(self, attn, query, key, value, attention_mask, height) -> torch.Tensor:
+        """Self-attention of rows that are all store rows, a few prompts at a time: the (rows, HW, HW)
+        probabilities of a chunk stay under ``SELF_ATTENTION_CHUNK_BYTES`` (at 32x32 the whole toy
+        batch's would take 256 MiB, twice: scores and probabilities). Returns (rows, HW, head dim)."""
+        heads, hw = attn.heads, query.shape[1]
+        prompts = query.shape[0] // heads
+        per = max(1, SELF_ATTENTION_CHUNK_BYTES // (heads * hw * key.shape[1] * query.element_size()))
+        out = []
+        for start in range(0, prompts, per):
+            rows = slice(start, min(start + per, prompts))
+            h = slice(rows.start * heads, rows.stop * heads)
+            probs = attn.get_attention_scores(query[h], key[h], None if attention_mask is None else attention_mask[h])
+            self.store.add_self(self.layer, probs, heads, height, rows=rows, last=rows.stop == prompts)
+            out.append(torch.bmm(probs, value[h]))
+            del probs
+        return torch.cat(out) if len(out) > 1 else out[0]
+
     def _explicit(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb, selected: bool):
         """diffusers' AttnProcessor with the probabilities handed to the store (``selected``: the rows
         are the kept ones already)."""
@@ -195,10 +221,15 @@ class CrossAttentionRecorder:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
-        probs = attn.get_attention_scores(query, key, attention_mask)
-        (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height,
-                                                                         selected=selected)
-        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        kept = self.store.batch_slice
+        if self.self_attention and (selected or kept is None or kept.indices(batch) == (0, batch, 1)):
+            hidden_states = self._self_attention_in_chunks(attn, query, key, value, attention_mask, height)
+        else:
+            probs = attn.get_attention_scores(query, key, attention_mask)
+            (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height,
+                                                                             selected=selected)
+            hidden_states = torch.bmm(probs, value)
+        hidden_states = attn.batch_to_head_dim(hidden_states)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, height, width)

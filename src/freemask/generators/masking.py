@@ -8,7 +8,7 @@ the costly part.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ from .attention import AttentionStore
 
 # the rules that refine the cross-attention with the generator's self-attention (at generate.refine.resolution)
 SELF_ATTENTION_RULES = ("affinity", "dataset_diffusion")
+# the most bytes of float64 transition matrices held at once when they are not kept
+TRANSITION_CHUNK_BYTES = 64 * 2**20
 
 
 def map_resolutions(cfg: Generate) -> list[int]:
@@ -42,10 +44,13 @@ def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
 class RecordedAttention:
     """The first recorded token's attention of a finished store, at ``size`` x ``size``."""
 
-    def __init__(self, store: AttentionStore, size: int):
+    def __init__(self, store: AttentionStore, size: int, keep_transitions: bool = True):
         self.store, self.size = store, size
         self.n = store.token_index.shape[0]
         self._maps: dict[tuple[int, ...], np.ndarray] = {}
+        # keep_transitions: each power's transition matrices are computed once for the whole batch and
+        # kept (several rules read one recording); otherwise made and dropped a few images at a time
+        self.keep_transitions = keep_transitions
         self._transitions: dict[float, torch.Tensor] = {}
 
     @property
@@ -74,17 +79,33 @@ class RecordedAttention:
         """``raw_maps`` min-max normalised per map."""
         return normalize01(self.raw_maps(resolutions, key)).astype(np.float32)
 
+    def _affinity(self, cfg: Generate, rows: slice | None = None) -> torch.Tensor:
+        try:
+            return self.store.affinity(rows)
+        except ValueError:
+            raise ValueError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no "
+                             f"self-attention at that resolution (its attention layers are at "
+                             f"{self.unet_resolutions})") from None
+
     def transition(self, beta: float, cfg: Generate) -> torch.Tensor:
-        """``transition_matrix`` of the recorded self-attention for the power ``beta``."""
-        if beta not in self._transitions:
-            try:
-                affinity = self.store.affinity()
-            except ValueError:
-                raise ValueError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no "
-                                 f"self-attention at that resolution (its attention layers are at "
-                                 f"{self.unet_resolutions})") from None
-            self._transitions[beta] = transition_matrix(affinity, beta)
-        return self._transitions[beta]
+        """``transition_matrix`` of the recorded self-attention for the power ``beta``, every image."""
+        if beta in self._transitions:
+            return self._transitions[beta]
+        t = transition_matrix(self._affinity(cfg), beta)
+        if self.keep_transitions:
+            self._transitions[beta] = t
+        return t
+
+    def transitions(self, beta: float, cfg: Generate) -> Iterator[tuple[slice, torch.Tensor]]:
+        """(images, their transition matrices) over the batch: one piece if ``keep_transitions``, else
+        pieces of at most ``TRANSITION_CHUNK_BYTES`` (a float64 (N, N) matrix at 32x32 is 8 MiB an image)."""
+        if self.keep_transitions:
+            yield slice(0, self.n), self.transition(beta, cfg)
+            return
+        per = max(1, TRANSITION_CHUNK_BYTES // (8 * self._affinity(cfg, slice(0, 1))[0].numel()))
+        for start in range(0, self.n, per):
+            rows = slice(start, min(start + per, self.n))
+            yield rows, transition_matrix(self._affinity(cfg, rows), beta)
 
 
 def masks_from_recorded(rec: RecordedAttention, cfg: Generate, classes: Sequence[str]) -> ObjectMasks:
@@ -101,16 +122,19 @@ def masks_from_recorded(rec: RecordedAttention, cfg: Generate, classes: Sequence
     maps = rec.maps(cfg.resolutions, "generate.resolutions")
     if rule == "affinity":
         r = cfg.refine
-        _, _, masks = affinity_masks(maps, rec.transition(r.beta, cfg), r.walk_steps, r.bg_power,
-                                     threshold_grid(r.grid_step))
-        return ObjectMasks.binary(maps, masks)
+        grid = threshold_grid(r.grid_step)
+        masks = [affinity_masks(maps[rows], t, r.walk_steps, r.bg_power, grid)[2]
+                 for rows, t in rec.transitions(r.beta, cfg)]
+        return ObjectMasks.binary(maps, np.concatenate(masks))
     if rule == "dataset_diffusion":
         d = cfg.dataset_diffusion
-        return dataset_diffusion_masks(maps, rec.transition(1.0, cfg), d.tau, d.low, d.high)
+        return ObjectMasks.concatenate([dataset_diffusion_masks(maps[rows], t, d.tau, d.low, d.high)
+                                        for rows, t in rec.transitions(1.0, cfg)])
     return ObjectMasks.binary(maps, np.stack([threshold(m, rule, cfg.threshold.value) for m in maps]))
 
 
 def masks_from_store(store: AttentionStore, size: int, cfg: Generate, classes: Sequence[str]) -> ObjectMasks:
     """Masks of the first recorded token of each of the B prompts, at ``size`` x ``size``, by
-    ``cfg.threshold.rule``."""
-    return masks_from_recorded(RecordedAttention(store, size), cfg, classes)
+    ``cfg.threshold.rule`` (the transition matrices made a few images at a time: memory stays flat
+    in the batch size)."""
+    return masks_from_recorded(RecordedAttention(store, size, keep_transitions=False), cfg, classes)

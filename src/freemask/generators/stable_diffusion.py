@@ -4,7 +4,10 @@
 cache, never downloaded), ``SDProfile`` is the validated generation profile (``profiles/sd15.yaml``),
 ``make_prompt`` fills the prompt template and ``generate_with_masks`` samples with classifier-free
 guidance while recording the conditional branch's cross-attention: one normalised map per
-requested word, a word of several tokens averaged into one map.
+requested word, a word of several tokens averaged into one map, and one mask per word -- by the
+paper's refinement (§3.1.2: AffinityNet's random walk on the generator's own self-attention, then
+the grid threshold that best matches the walk's foreground), as the toy pipeline makes them, or by
+Otsu's threshold.
 """
 from __future__ import annotations
 
@@ -24,14 +27,18 @@ from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.constants import HF_HUB_CACHE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ..masks.threshold import normalize01
-from ..params import ParamsError, _describe
+from ..masks.refine import affinity_masks, threshold_grid, transition_matrix
+from ..masks.threshold import normalize01, threshold
+from ..params import ParamsError, Refine, _describe
 from .attention import AttentionStore, cross_attention_layers, layer_resolutions, recording, word_maps, word_tokens
 from .sampling import initial_noise
 
 SCHEDULERS = {"DDIM": DDIMScheduler, "DPMSolverMultistep": DPMSolverMultistepScheduler, "Euler": EulerDiscreteScheduler}
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # the safety checker is not loaded
 TEMPLATE_FIELDS = {"object", "preposition", "background"}
+MASK_RULES = ("affinity", "otsu")
+# the most bytes of float64 transition matrices held at once (a 32x32 grid's is 8 MiB an image)
+TRANSITION_CHUNK_BYTES = 64 * 2**20
 _REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 
@@ -51,6 +58,18 @@ class SDProfile(BaseModel):
     varieties: dict[str, list[str]] = Field(default_factory=dict)
     resolutions: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)  # latent-side attention maps
     max_timestep: int = Field(1000, ge=0, le=1000)  # record only the steps with timestep <= this
+    # how a word's map becomes its mask: "affinity" (paper §3.1.2, with ``refine``) or "otsu"
+    mask_rule: str = "affinity"
+    # the toy pipeline's generate.refine: self-attention at ``resolution`` (latent side) recorded at
+    # the last ``self_attention_steps`` recorded steps, walked with ``beta``, ``walk_steps``, ``bg_power``
+    refine: Refine = Field(default_factory=Refine)
+
+    @field_validator("mask_rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        if v not in MASK_RULES:
+            raise ValueError(f"unknown mask rule {v!r}; choose one of {', '.join(MASK_RULES)}")
+        return v
 
     @field_validator("scheduler")
     @classmethod
@@ -179,6 +198,7 @@ def load_pipeline(path_or_repo_id: str | Path, device: str | torch.device | None
 class SDSamples:
     images: np.ndarray  # (B, H, W, 3) uint8
     maps: np.ndarray  # (B, W, H, W) float32 in [0, 1], one per requested word
+    masks: np.ndarray  # (B, W, H, W) bool, each map's mask by the profile's mask_rule
     layers: dict[str, int]  # resolution of every cross-attention layer that recorded
 
 
@@ -207,42 +227,78 @@ def _decode(pipe: StableDiffusionPipeline, latents: torch.Tensor) -> np.ndarray:
     return np.stack(out)
 
 
+def refined_masks(store: AttentionStore, maps: np.ndarray, refine: Refine) -> np.ndarray:
+    """(B, W, H, W) bool: paper §3.1.2 on every word's map, with the B images' recorded self-attention
+    as affinities; the transition matrices are made a few images at a time (flat memory in B)."""
+    grid, n = threshold_grid(refine.grid_step), maps.shape[0]
+    masks = np.zeros(maps.shape, dtype=bool)
+    side = store.self_sum.shape[-1] if store.self_sum is not None else 0
+    per = max(1, TRANSITION_CHUNK_BYTES // max(1, 8 * side * side))
+    for start in range(0, n, per):
+        rows = slice(start, min(start + per, n))
+        transition = transition_matrix(store.affinity(rows).cpu(), refine.beta)
+        for w in range(maps.shape[1]):
+            masks[rows, w] = affinity_masks(maps[rows, w], transition, refine.walk_steps, refine.bg_power, grid)[2]
+    return masks
+
+
+def _check_layers(unet, side: int, cfg: SDProfile) -> None:
+    """The asked cross-attention resolutions and (for the affinity rule) self-attention resolution exist."""
+    res = layer_resolutions(unet, side)
+    cross = set(cross_attention_layers(unet))
+    available = {res[name] for name in cross}
+    if not set(cfg.resolutions) <= available:
+        raise ValueError(f"resolutions {sorted(set(cfg.resolutions) - available)}: at {cfg.height} px this UNet has "
+                         f"cross-attention at {sorted(available)}")
+    self_available = {r for name, r in res.items() if name not in cross}
+    if cfg.mask_rule == "affinity" and cfg.refine.resolution not in self_available:
+        raise ValueError(f"refine.resolution={cfg.refine.resolution}: at {cfg.height} px this UNet has "
+                         f"self-attention at {sorted(self_available)}")
+
+
 @torch.no_grad()
 def generate_with_masks(pipe: StableDiffusionPipeline, prompts: Sequence[str], words: Sequence[Sequence[str]],
                         seeds: Sequence[int], cfg: SDProfile) -> SDSamples:
     """Sample one image per prompt (its own seed's noise, so it does not depend on its batch) and
     the cross-attention map of each of its ``words``, averaged over the steps with timestep <=
-    ``cfg.max_timestep`` and the layers at ``cfg.resolutions``, upsampled to the image size."""
+    ``cfg.max_timestep`` and the layers at ``cfg.resolutions``, upsampled to the image size; then
+    each map's mask by ``cfg.mask_rule``."""
     prompts, n = list(prompts), len(prompts)
     if not n or not n == len(words) == len(seeds):
         raise ValueError(f"{n} prompts, {len(words)} word lists and {len(seeds)} seeds: one of each per sample")
     unet = pipe.unet
     side = latent_side(pipe, cfg)
-    res = layer_resolutions(unet, side)
-    available = {res[name] for name in cross_attention_layers(unet)}
-    if not set(cfg.resolutions) <= available:
-        raise ValueError(f"resolutions {sorted(set(cfg.resolutions) - available)}: at {cfg.height} px this UNet has "
-                         f"cross-attention at {sorted(available)}")
+    _check_layers(unet, side, cfg)
     sched = SCHEDULERS[cfg.scheduler].from_config(pipe.scheduler.config)
     sched.set_timesteps(cfg.steps, device=unet.device)
-    if not any(float(t) <= cfg.max_timestep for t in sched.timesteps):
+    recorded = [float(t) for t in sched.timesteps if float(t) <= cfg.max_timestep]
+    if not recorded:
         raise ValueError(f"max_timestep={cfg.max_timestep} is below every one of the {cfg.steps} sampling timesteps "
                          f"(smallest {float(sched.timesteps[-1]):g}); nothing would be recorded")
+    k = cfg.refine.self_attention_steps
+    self_recorded = set(recorded if k is None else recorded[-k:])
     tokens = word_tokens(pipe.tokenizer, prompts, words)
     guided = cfg.guidance > 1.0
     cond = _encode(pipe, prompts)
     context = torch.cat([_encode(pipe, [""] * n), cond]) if guided else cond
-    store = AttentionStore(tokens.index, batch_slice=slice(n, 2 * n) if guided else None)
+    store = AttentionStore(tokens.index, batch_slice=slice(n, 2 * n) if guided else None,
+                           self_attention_resolution=cfg.refine.resolution if cfg.mask_rule == "affinity" else None,
+                           resolutions=cfg.resolutions)
     x = initial_noise(list(seeds), (unet.config.in_channels, side, side)) * sched.init_noise_sigma
     x = x.to(unet.device, unet.dtype)
     with recording(unet, store):
         for t in sched.timesteps:
             store.active = float(t) <= cfg.max_timestep
+            store.self_active = float(t) in self_recorded
             inp = sched.scale_model_input(torch.cat([x, x]) if guided else x, t)
             out = unet(inp, t, encoder_hidden_states=context).sample
             if guided:
                 uncond, cond_out = out.chunk(2)
                 out = uncond + cfg.guidance * (cond_out - uncond)
             x = sched.step(out, t, x).prev_sample
-    maps = word_maps(store, tokens, cfg.height, cfg.resolutions).cpu().numpy()
-    return SDSamples(images=_decode(pipe, x), maps=normalize01(maps).astype(np.float32), layers=dict(store.resolution))
+    maps = normalize01(word_maps(store, tokens, cfg.height, cfg.resolutions).cpu().numpy()).astype(np.float32)
+    if cfg.mask_rule == "affinity":
+        masks = refined_masks(store, maps, cfg.refine)
+    else:
+        masks = np.stack([[threshold(m, "otsu") for m in per_image] for per_image in maps])
+    return SDSamples(images=_decode(pipe, x), maps=maps, masks=masks, layers=dict(store.resolution))

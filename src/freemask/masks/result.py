@@ -35,6 +35,11 @@ class ObjectMasks:
         """A rule without an uncertainty band: nothing is ignored."""
         return cls(maps, foreground, np.zeros_like(foreground, dtype=bool))
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[ObjectMasks]) -> ObjectMasks:
+        """The masks of consecutive pieces of one batch, in order."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("maps", "foreground", "ignore")))
+
     def labels(self, class_ids: Sequence[int]) -> np.ndarray:
         """(B, H, W) uint8 label maps: the sample's class id on the object, ``IGNORE_INDEX`` (255) on
         ignored pixels, 0 elsewhere."""
