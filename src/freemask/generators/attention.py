@@ -29,6 +29,12 @@ import torch.nn.functional as F
 SELF_ATTENTION_CHUNK_BYTES = 32 * 2**20
 
 
+def map_side(hw: int, height: int | None = None) -> int:
+    """The side of a layer's square attention grid: the feature map's ``height`` when the layer saw a
+    4-D feature map, else the square root of its ``hw`` tokens."""
+    return height if height is not None else int(round(math.sqrt(hw)))
+
+
 class AttentionStore:
     """Running sums of cross-attention probabilities for selected tokens, per layer.
 
@@ -68,8 +74,7 @@ class AttentionStore:
         ``self_active``. A layer call may hand its kept rows in chunks: ``rows`` names the store rows
         (prompts) of this chunk, and only the call's ``last`` chunk counts as a recorded call."""
         hw = probs.shape[1]
-        r = height if height is not None else int(round(math.sqrt(hw)))
-        if not (self.active and self.self_active) or r != self.self_attention_resolution:
+        if not (self.active and self.self_active) or map_side(hw, height) != self.self_attention_resolution:
             return
         p = self._conditional(probs, heads, selected or rows is not None).detach()
         if self.self_sum is None:  # zeros + p is p bit for bit: probabilities are finite and >= 0
@@ -101,7 +106,8 @@ class AttentionStore:
         """``probs``: (batch * heads, HW, seq) attention probabilities of one layer call, of the whole
         UNet batch or (``selected``) of the ``batch_slice`` rows only; kept if at a recorded resolution."""
         hw = probs.shape[1]
-        if not self.active or not self.records_cross(height if height is not None else int(round(math.sqrt(hw)))):
+        side = map_side(hw, height)
+        if not self.active or not self.records_cross(side):
             return
         p = self._conditional(probs, heads, selected)
         idx = self.token_index.to(p.device)
@@ -115,7 +121,7 @@ class AttentionStore:
         else:
             self.sums[layer] = sel.clone()
             self.counts[layer] = 1
-            self.resolution[layer] = height if height is not None else int(round(math.sqrt(hw)))
+            self.resolution[layer] = side
 
     def layers_by_resolution(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
@@ -160,8 +166,9 @@ class CrossAttentionRecorder:
             return False
         if self.self_attention:
             return self.store.self_active
-        r = hidden_states.shape[2] if hidden_states.ndim == 4 else int(round(math.sqrt(hidden_states.shape[1])))
-        return self.store.records_cross(r)
+        four_d = hidden_states.ndim == 4  # (B, C, H, W) or (B, HW, C), as _explicit reads it
+        hw = hidden_states.shape[2] * hidden_states.shape[3] if four_d else hidden_states.shape[1]
+        return self.store.records_cross(map_side(hw, hidden_states.shape[2] if four_d else None))
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         if not self._recording_now(hidden_states) and self.fallback is not None:
