@@ -89,6 +89,38 @@ def test_transitions_made_an_image_at_a_time_give_the_same_masks(gcfg, recorded,
     assert not pieces._transitions  # nothing kept
 
 
+def test_learned_affinity_rows_walk_on_the_nets_affinities_of_the_recorded_images(gcfg, recorded):
+    """A learned row is the affinity rule with the net's affinities of the images in place of the
+    self-attention, the maps and the walk unchanged; without the net or the images it is an error."""
+    import torch
+
+    from freemask.masks.affinity_net import AffinityNet, NetShape, dense_affinity
+    torch.manual_seed(0)
+    net = AffinityNet(NetShape(features=4, width=8, radius=3))
+    batch, images, rec = recorded[0]
+    classes = [p.cls for p in batch]
+    settings = mask_settings([[32]], learned=True)
+    assert [(s.rule, s.affinity) for s in settings if s.rule == "affinity"] == [("affinity", "self_attention"),
+                                                                                ("affinity", "learned")]
+    k = next(i for i, s in enumerate(settings) if s.affinity == "learned")
+    scores = RuleScores(settings, gcfg, net)
+    reference = rec.maps([32], "ref") > 0.3
+    scores.add(rec, classes, reference, images)
+    learned = rec.with_affinity(dense_affinity(net, images, gcfg.refine.resolution))
+    want = masks_from_recorded(learned, scores.configs[k], classes)
+    assert np.allclose(scores.iou[k][0], [mask_iou(f, r) for f, r in zip(want.foreground, reference)])
+    beta = gcfg.refine.beta
+    assert not torch.equal(learned.transition(beta, gcfg), rec.transition(beta, gcfg))  # other affinities
+    assert np.array_equal(learned.maps([32], "x"), rec.maps([32], "x"))
+    assert "learned affinities" in settings[k].rule_label(gcfg)
+    with pytest.raises(ValueError, match="need the affinity net"):
+        RuleScores(settings, gcfg)
+    with pytest.raises(ValueError, match="need the 3 recorded images"):
+        scores.add(rec, classes, reference)
+    with pytest.raises(ValueError, match="refine the affinity rule"):
+        MaskSetting("otsu", (32,), "learned")
+
+
 def test_table_rows_carry_iou_and_ignored_share_per_class(gcfg, recorded, tiny_generator):
     settings = mask_settings(SUBSETS)
     on_gen, on_ren = RuleScores(settings, gcfg), RuleScores(settings, gcfg)

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..masks.affinity_net import load_affinity_net
 from ..masks.refine import threshold_grid
 from ..masks.result import ObjectMasks
 from ..metrics.segmentation import IGNORE_INDEX, mask_iou
@@ -156,7 +157,7 @@ def score_noised_renders(gen: ToyGenerator, cfg, gcfg: Generate, size: int, back
         ious.append(mask_ious(masks_from_recorded(rec, gcfg, classes[sl]), truths[sl]))
         maps.append(rec.maps(gcfg.resolutions, "generate.resolutions"))
         if on_renders is not None:
-            on_renders.add(rec, classes[sl], truths[sl])
+            on_renders.add(rec, classes[sl], truths[sl], images[sl])
     return np.concatenate(ious), np.concatenate(maps), truths, classes
 
 
@@ -196,9 +197,11 @@ def best_fixed_threshold(maps: np.ndarray, references: np.ndarray, classes: list
             "curve": {f"{t:.2f}": c["mean"] for t, c in zip(grid, curve)}}
 
 
-def assess_generator(params, generator_dir, generator_train_dir, objects_dir, oracle_dir) -> dict:
+def assess_generator(params, generator_dir, generator_train_dir, objects_dir, oracle_dir,
+                     affinity_net_dir=None) -> dict:
     """All generator-quality figures of the spine: recognisability, attention-mask IoU under the
-    generate params, and the mask-quality table of every rule and resolution subset."""
+    generate params, and the mask-quality table of every rule and resolution subset (with the
+    learned affinity net of ``affinity_net_dir`` beside the self-attention, if given)."""
     from ..data import shards
     from ..segmenters.mask2former import load_segmenter, predict
 
@@ -220,14 +223,15 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     oracle = load_segmenter(oracle_dir)
     oracle_masks = np.stack([o == class_index(c) for o, c in zip(predict(oracle, images), classes)])
 
-    settings = mask_settings(cfg.mask_quality_resolutions)
-    on_renders, on_generated = RuleScores(settings, gcfg), RuleScores(settings, gcfg)
+    net = load_affinity_net(affinity_net_dir) if affinity_net_dir is not None else None
+    settings = mask_settings(cfg.mask_quality_resolutions, learned=net is not None)
+    on_renders, on_generated = RuleScores(settings, gcfg, net), RuleScores(settings, gcfg, net)
     size = images.shape[1]
     render_ious, render_maps, r_truths, r_classes = score_noised_renders(gen, cfg, gcfg, size, "world", on_renders)
     any_ious, _, _, any_classes = score_noised_renders(gen, cfg, gcfg, size, "any")
     for batch, gen_images, rec in record_generated(gen, gcfg, cfg.mask_quality_per_class):
         reference = np.stack([o == class_index(p.cls) for o, p in zip(predict(oracle, gen_images), batch)])
-        on_generated.add(rec, [p.cls for p in batch], reference)
+        on_generated.add(rec, [p.cls for p in batch], reference, gen_images)
 
     held_out = classify(clf, render_x[-2000:]) == render_y[-2000:]
     grid = threshold_grid(gcfg.refine.grid_step)

@@ -44,7 +44,8 @@ def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
 class RecordedAttention:
     """The first recorded token's attention of a finished store, at ``size`` x ``size``."""
 
-    def __init__(self, store: AttentionStore, size: int, keep_transitions: bool = True):
+    def __init__(self, store: AttentionStore, size: int, keep_transitions: bool = True,
+                 affinity: torch.Tensor | None = None):
         self.store, self.size = store, size
         self.n = store.token_index.shape[0]
         self._maps: dict[tuple[int, ...], np.ndarray] = {}
@@ -52,6 +53,17 @@ class RecordedAttention:
         # kept (several rules read one recording); otherwise made and dropped a few images at a time
         self.keep_transitions = keep_transitions
         self._transitions: dict[float, torch.Tensor] = {}
+        # (B, N, N) affinities that replace the recorded self-attention (a learned affinity network's)
+        if affinity is not None and (affinity.ndim != 3 or affinity.shape[0] != self.n):
+            raise ValueError(f"affinities {tuple(affinity.shape)} do not fit a recording of {self.n} images")
+        self.affinity = affinity
+
+    def with_affinity(self, affinity: torch.Tensor) -> "RecordedAttention":
+        """The same recording (the same maps, computed once) with ``affinity`` (B, N, N) in place of the
+        self-attention: the refinement rules walk on it."""
+        other = RecordedAttention(self.store, self.size, self.keep_transitions, affinity)
+        other._maps = self._maps
+        return other
 
     @property
     def resolutions(self) -> list[int]:
@@ -80,6 +92,8 @@ class RecordedAttention:
         return normalize01(self.raw_maps(resolutions, key)).astype(np.float32)
 
     def _affinity(self, cfg: Generate, rows: slice | None = None) -> torch.Tensor:
+        if self.affinity is not None:
+            return self.affinity[rows if rows is not None else slice(None)]
         try:
             return self.store.affinity(rows)
         except ValueError:
