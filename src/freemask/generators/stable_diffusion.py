@@ -39,6 +39,8 @@ TEMPLATE_FIELDS = {"object", "preposition", "background"}
 MASK_RULES = ("affinity", "otsu")
 # the most bytes of float64 transition matrices held at once (a 32x32 grid's is 8 MiB an image)
 TRANSITION_CHUNK_BYTES = 64 * 2**20
+# the keys whose value must be one of a fixed set: (what the error calls it, the options)
+_CHOICES = {"scheduler": ("scheduler", SCHEDULERS), "mask_rule": ("mask rule", MASK_RULES)}
 _REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 
@@ -64,18 +66,12 @@ class SDProfile(BaseModel):
     # the last ``self_attention_steps`` recorded steps, walked with ``beta``, ``walk_steps``, ``bg_power``
     refine: Refine = Field(default_factory=Refine)
 
-    @field_validator("mask_rule")
+    @field_validator("scheduler", "mask_rule")
     @classmethod
-    def _known_rule(cls, v: str) -> str:
-        if v not in MASK_RULES:
-            raise ValueError(f"unknown mask rule {v!r}; choose one of {', '.join(MASK_RULES)}")
-        return v
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, v: str) -> str:
-        if v not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {v!r}; choose one of {', '.join(SCHEDULERS)}")
+    def _known_choice(cls, v: str, info: ValidationInfo) -> str:
+        what, options = _CHOICES[info.field_name]
+        if v not in options:
+            raise ValueError(f"unknown {what} {v!r}; choose one of {', '.join(options)}")
         return v
 
     @field_validator("width")
