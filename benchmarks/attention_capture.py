@@ -7,7 +7,8 @@ Measured in one run, each as a comparison within that run:
    and cross + self-attention (the affinities the ``affinity`` threshold rule needs); plus plain
    generation with diffusers' explicit ``AttnProcessor`` against the default SDPA
    ``AttnProcessor2_0``, since the recorder computes attention explicitly. Variants run
-   interleaved, round after round (the order rotates each round), after one untimed warm-up round.
+   interleaved, round after round, in balanced orders (each variant runs right after each other one
+   equally often: ``balanced_orders``), after one untimed warm-up round.
 2. peak RSS flat: peak RSS of ``dataset.generate_dataset`` (the stage's per-image code path,
    shards written to a temporary folder) at two step counts and at two image counts, each in a
    fresh subprocess so no run's peak leaks into the next.
@@ -59,7 +60,7 @@ class Sizes:
     rss_repeats: int  # fresh processes per config of each peak-RSS comparison
 
 
-FULL = Sizes(batch=None, steps=None, repeats=7, rss_steps=(10, 50), rss_images=(100, 1000), rss_steps_images=None,
+FULL = Sizes(batch=None, steps=None, repeats=8, rss_steps=(10, 50), rss_images=(100, 1000), rss_steps_images=None,
              rss_repeats=3)
 QUICK = Sizes(batch=2, steps=3, repeats=2, rss_steps=(2, 4), rss_images=(8, 16), rss_steps_images=8, rss_repeats=2)
 
@@ -159,16 +160,36 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     return {"sample": seconds, "masks": mask_seconds}, images
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """A Williams design: orders of ``n`` variants in which every variant runs in every position and
+    right after every other variant equally often (``n`` orders for even ``n``, ``2n`` for odd). A
+    cyclic rotation (A B C D, B C D A, ...) would keep the cyclic sequence, so one variant would
+    always run right after the same other one, and whatever state it leaves behind (the allocator's
+    heap, caches) would count against the variant after it, in every round."""
+    if n < 1:
+        raise ValueError(f"need at least one variant, got {n}")
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    orders = [[(v + shift) % n for v in first] for shift in range(n)]
+    return orders + [o[::-1] for o in orders] if n % 2 else orders
+
+
 def run_interleaved(variants: dict[str, Callable[[], dict[str, float]]], repeats: int,
                     warmup: bool = True) -> list[dict[str, dict[str, float]]]:
-    """Rounds of every variant once, A B C D, B C D A, ... (the order rotates so no variant always
-    follows the same one); with ``warmup`` a first, untimed round warms caches and allocators up.
-    Garbage is collected before each round, outside the timed calls.
-    Returns one {variant: {part: seconds}} per timed round."""
+    """Rounds of every variant once, in the orders of ``balanced_orders`` taken in turn (for even
+    counts a multiple of the number of variants completes the balance); with ``warmup`` a first,
+    untimed round warms caches and allocators up. Garbage is collected before each round, outside
+    the timed calls. Returns one {variant: {part: seconds}} per timed round."""
     names = list(variants)
+    orders = balanced_orders(len(names))
     rounds = []
     for r in range(repeats + int(warmup)):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = [names[i] for i in orders[(r - int(warmup)) % len(orders)]]
         gc.collect()
         result = {name: variants[name]() for name in order}
         if warmup and r == 0:
@@ -397,6 +418,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
 
+def _range(ratio: dict) -> str:
+    """The range of a paired ratio's per-round overheads: the noise a reader should read it with."""
+    per = ratio["per_round_ratios"]
+    return f"rounds {_pct(min(per) - 1.0)} to {_pct(max(per) - 1.0)}"
+
+
 def markdown(res: dict) -> str:
     m, cap, rss, thr = res["machine"], res["capture"], res["peak_rss"], res["throughput"]
     lines = [
@@ -428,7 +455,8 @@ def markdown(res: dict) -> str:
     lines += [
         "",
         f"Capture overhead (sampling only; goal <= {100 * cap['goal_overhead']:.0f} %): cross-attention "
-        f"{_pct(o['capture_cross']['overhead'])}, cross + self-attention {_pct(o['capture_cross_self']['overhead'])}. "
+        f"{_pct(o['capture_cross']['overhead'])} ({_range(o['capture_cross'])}), cross + self-attention "
+        f"{_pct(o['capture_cross_self']['overhead'])} ({_range(o['capture_cross_self'])}). "
         f"With the masks computed from the store: {_pct(o['capture_cross_with_masks']['overhead'])} (otsu rule) and "
         f"{_pct(o['capture_cross_self_with_masks']['overhead'])} (affinity rule). Where it comes from: at "
         f"recorded steps the recorders compute the conditional rows' attention explicitly (no SDPA) in every "
@@ -511,7 +539,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "attention_capture.quick.json with --quick); the markdown summary goes beside it")
     ap.add_argument("--generator", type=Path, default=REPO / "models" / "generator")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="the generate section is used")
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, --quick 2)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 8: twice the balanced orders of the four generation variants; --quick 2)")
     ap.add_argument("--rss-repeats", type=int, default=None,
                     help="fresh processes per config of each peak-RSS comparison (default 3, --quick 2)")
     ap.add_argument("--batch", type=int, default=None, help="images per timed call (default generate.batch_size)")

@@ -80,3 +80,27 @@ def test_peak_rss_child_runs_the_stage_and_reports_its_peak(bench, tiny_generato
     # and one real fresh process
     fresh = bench.peak_rss_subprocess({"kind": "load", "generator": str(tmp_path / "gen"), "threads": 1})
     assert fresh["kind"] == "load" and _positive([fresh["ru_maxrss_kb"], fresh["vm_hwm_kb"]])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_balanced_orders_put_every_variant_after_every_other_equally_often(bench, n):
+    orders = bench.balanced_orders(n)
+    assert all(sorted(o) == list(range(n)) for o in orders)
+    follows = {}
+    for o in orders:
+        for before, after in zip(o, o[1:]):
+            follows[before, after] = follows.get((before, after), 0) + 1
+    assert set(follows) == {(a, b) for a in range(n) for b in range(n) if a != b}
+    assert len(set(follows.values())) <= 1  # each ordered pair equally often
+    for position in range(n):  # and each variant in each position equally often
+        counts = [sum(o[position] == v for o in orders) for v in range(n)]
+        assert len(set(counts)) == 1
+
+
+def test_interleaved_rounds_run_each_variant_once_per_round_in_balanced_order(bench):
+    calls = []
+    variants = {name: (lambda name=name: calls.append(name) or {"sample": 1.0}) for name in "abcd"}
+    rounds = bench.run_interleaved(variants, repeats=4, warmup=True)
+    assert len(rounds) == 4 and all(set(r) == set("abcd") for r in rounds)
+    timed = ["".join(calls[i:i + 4]) for i in range(4, 20, 4)]
+    assert timed == ["abdc", "bcad", "cdba", "dacb"]

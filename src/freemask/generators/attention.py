@@ -29,6 +29,47 @@ import torch.nn.functional as F
 SELF_ATTENTION_CHUNK_BYTES = 32 * 2**20
 
 
+class ScratchBuffers:
+    """Buffers reused by every chunk of every self-attention layer of a recording: the chunk's scores
+    and probabilities. Allocated fresh instead, each chunk-sized tensor (32 MiB) would be a fresh
+    mmap from glibc, paid again in page faults at every chunk (measured at 32x32, 2 heads, 32
+    prompts: 0.17 s per layer call against 0.04 s with reused buffers and 0.03 s for SDPA)."""
+
+    def __init__(self):
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def take(self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """An uninitialised tensor of ``shape``, a view of buffer ``name`` (grown when too small)."""
+        n = math.prod(shape)
+        buf = self._flat.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
+            self._flat.pop(name, None)  # freed before the larger one is allocated
+            buf = self._flat[name] = torch.empty(n, dtype=dtype, device=device)
+        return buf[:n].view(*shape)
+
+    def clear(self) -> None:
+        self._flat.clear()
+
+
+def attention_probs_into(attn, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+                         scratch: ScratchBuffers) -> torch.Tensor:
+    """``attn.get_attention_scores(query, key, attention_mask)``, the same kernels and bits, with the
+    scores and the probabilities written into ``scratch`` (valid until its next ``take``)."""
+    dtype = query.dtype
+    if attn.upcast_attention:
+        query, key = query.float(), key.float()
+    shape = (query.shape[0], query.shape[1], key.shape[1])
+    scores = scratch.take("scores", shape, query.dtype, query.device)
+    if attention_mask is None:  # beta 0: the buffer's old contents are ignored, NaNs included
+        scores.baddbmm_(query, key.transpose(-1, -2), beta=0, alpha=attn.scale)
+    else:
+        torch.baddbmm(attention_mask, query, key.transpose(-1, -2), beta=1, alpha=attn.scale, out=scores)
+    if attn.upcast_softmax:
+        scores = scores.float()
+    probs = torch.softmax(scores, dim=-1, out=scratch.take("probs", shape, scores.dtype, scores.device))
+    return probs.to(dtype)
+
+
 def map_side(hw: int, height: int | None = None) -> int:
     """The side of a layer's square attention grid: the feature map's ``height`` when the layer saw a
     4-D feature map, else the square root of its ``hw`` tokens."""
@@ -158,8 +199,11 @@ class CrossAttentionRecorder:
     where they are kept (at 32x32 the explicit self-attention costs about as much again as the rest of
     a toy sampling step)."""
 
-    def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None):
+    def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None,
+                 scratch: ScratchBuffers | None = None):
         self.store, self.layer, self.self_attention, self.fallback = store, layer, self_attention, fallback
+        # the self-attention layers of one recording share one (``recording`` hands it out and frees it)
+        self.scratch = scratch if scratch is not None else ScratchBuffers()
 
     def _recording_now(self, hidden_states: torch.Tensor) -> bool:
         if not self.store.active:
@@ -200,7 +244,8 @@ class CrossAttentionRecorder:
         for start in range(0, prompts, per):
             rows = slice(start, min(start + per, prompts))
             h = slice(rows.start * heads, rows.stop * heads)
-            probs = attn.get_attention_scores(query[h], key[h], None if attention_mask is None else attention_mask[h])
+            probs = attention_probs_into(attn, query[h], key[h], None if attention_mask is None else attention_mask[h],
+                                         self.scratch)
             self.store.add_self(self.layer, probs, heads, height, rows=rows, last=rows.stop == prompts)
             out.append(torch.bmm(probs, value[h]))
             del probs
@@ -295,10 +340,12 @@ class recording:
         procs = dict(self.previous)
         for name in cross_attention_layers(self.unet):
             procs[name] = CrossAttentionRecorder(self.store, name, fallback=self.previous[name])
+        self.scratch = ScratchBuffers()
         if self.store.self_attention_resolution is not None:
             res = layer_resolutions(self.unet)
             for name in (n for n in self.previous if ".attn1." in n and res[n] == self.store.self_attention_resolution):
-                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True, fallback=self.previous[name])
+                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True, fallback=self.previous[name],
+                                                     scratch=self.scratch)
         self.recorders = {n for n, p in procs.items() if isinstance(p, CrossAttentionRecorder)}
         self.unet.set_attn_processor(procs)  # diffusers empties the dict it is given
         self.active_calls, self.recorded_before = 0, self._recorded()
@@ -313,6 +360,7 @@ class recording:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.hook.remove()
+        self.scratch.clear()
         now = self.unet.attn_processors
         replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders)
                     if not isinstance(now[n], CrossAttentionRecorder)}
