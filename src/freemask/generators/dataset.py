@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..data import shards
 from ..distributed import Ranks, process_group
 from ..io import write_json, write_text
+from ..memory import limit_malloc_arenas, release_free_memory
 from ..masks.result import ObjectMasks
 from ..params import Generate
 from ..world.build import prompt
@@ -137,6 +138,7 @@ def _run(plan: list[PlannedSample], out: Path, cfg: Generate, desc: str, make_sh
         chunk, records = chunks[s], []
         for b in range(0, len(chunk), cfg.batch_size):
             records += list(make_shard(chunk[b:b + cfg.batch_size]))
+            release_free_memory()  # or the heap kept between batches grows with the run (freemask.memory)
             bar.update(len(chunk[b:b + cfg.batch_size]))
         shards.write_shard(out / shards.shard_name(s), records)
     bar.close()
@@ -162,6 +164,7 @@ def generate_dataset(cfg: Generate, generator_dir: str | Path, out_dir: str | Pa
     world size, and the shards it wrote (``written``: indices per folder).
     """
     generator_dir, out = Path(generator_dir), Path(out_dir)
+    limit_malloc_arenas(1)  # before torch's worker threads take arenas of their own (freemask.memory)
     gen = ToyGenerator.load(generator_dir)
     with process_group() as ranks:
         if ranks.is_main:
