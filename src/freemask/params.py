@@ -76,11 +76,13 @@ class Refine(_Section):
     an attention store records self-attention at one resolution, so one recording serves both rules
     (the assess stage's mask-quality table scores every rule on the same recording).
 
-    Chosen on seed-7 generated samples (against the foreground of a scale-jittered oracle) and
-    seed-1 noised renders (against the truth); the stages use seed 0. Mean IoU, samples / renders:
-    beta 2, 1 step, bg_power 6: 0.960 / 0.909; bg_power 4: 0.911 / 0.910 (boat 0.60 on samples);
-    bg_power 12: 0.937 / 0.886 (car 0.71); the Otsu-binarised walk that preceded it (beta 1,
-    2 steps): 0.927 / 0.895 (car 0.69 / 0.74: it cut the wheels off).
+    Chosen (commit 8fc7da6) on seed-7 generated samples (against the foreground of a scale-jittered
+    oracle) and seed-1 noised renders (against the truth), on the uniform-background renders of that
+    time; the stages use seed 0. Mean IoU, samples / renders: beta 2, 1 step, bg_power 6: 0.960 /
+    0.909; bg_power 4: 0.911 / 0.910 (boat 0.60 on samples); bg_power 12: 0.937 / 0.886 (car 0.71);
+    the Otsu-binarised walk that preceded it (beta 1, 2 steps): 0.927 / 0.895 (car 0.69 / 0.74: it
+    cut the wheels off). These are selection-time probes, not current figures: the current ones,
+    on today's world and generator, are in ``metrics/generator_quality.json`` (the assess stage).
     """
 
     resolution: int = Field(32, gt=0)  # the self-attention layers whose maps are the affinities
@@ -90,7 +92,8 @@ class Refine(_Section):
     grid_step: float = Field(0.05, gt=0, lt=0.5)  # candidate thresholds: grid_step, 2*grid_step, ... < 1
     # self-attention is recorded at the last self_attention_steps recorded sampling steps (null: all).
     # 1 (the least noisy step) against all 5 recorded steps, seed-0 renders / seed-7 samples vs the
-    # oracle: 0.905 / 0.782 against 0.889 / 0.782, and the sampling loop about 17 % faster
+    # oracle, probed when it was chosen: 0.905 / 0.782 against 0.889 / 0.782, and the sampling loop
+    # about 17 % faster
     self_attention_steps: int | None = Field(1, ge=1)
 
 
