@@ -10,9 +10,12 @@ about 1080 MiB, while the work per batch stayed the same. Two things stop that:
   arenas of their own, whose free space the other threads cannot reuse;
 - ``release_free_memory()`` after each batch: ``malloc_trim(0)`` gives every free page back.
 
-Together the per-batch peak held within 958-990 MiB over 10 batches, against 950-1019 with the
-arena limit alone and 1030-1099 with the trim alone. Both are glibc functions; on another C library
-(musl, macOS, Windows) they do nothing and return False, since that allocator is not the one measured.
+With the trim the RSS between batches stays at 480-488 MiB over 1000 images. In 10-batch probes the
+per-batch peak was 958-990 MiB with both set by environment variables (969-1024 with the calls
+below), 950-1019 with one arena alone and 1030-1099 with the trim alone; single runs, and the
+per-process peak of identical runs still scatters by about 5 % (benchmarks/README.md, run d).
+Both are glibc functions; on another C library (musl, macOS, Windows) they do nothing and return
+False, since that allocator is not the one measured.
 """
 from __future__ import annotations
 
