@@ -348,3 +348,29 @@ def test_inactive_steps_run_the_layers_own_processors_and_record_nothing(tiny_ge
     assert torch.equal(plain, off)  # the default processors ran, bit for bit
     assert torch.allclose(plain, on, atol=1e-5)
     assert set(store.counts.values()) == {1} and store.self_count > 0  # only the active pass was recorded
+
+
+def test_freed_heap_pages_are_released_at_each_attention_layer_of_self_recording_steps_only(tiny_generator, monkeypatch):
+    """The steps that record self-attention hold the peak; before each of their attention layers the
+    freed heap pages go back to the system. Other steps, and the UNet after the context, pay nothing."""
+    import freemask.generators.attention as attention_module
+
+    calls = []
+    monkeypatch.setattr(attention_module, "release_free_memory", lambda: calls.append(1) or True)
+    unet = tiny_generator.unet.eval()
+    x, t, ctx = _inputs(tiny_generator)
+    n_layers = len(unet.attn_processors)
+    store = AttentionStore(torch.tensor([[5], [8]]), self_attention_resolution=32)
+    with torch.no_grad():
+        with recording(unet, store):
+            store.self_active = False
+            unet(x, t, encoder_hidden_states=ctx)
+            assert calls == []  # a cross-attention-only step
+            store.self_active = True
+            unet(x, t, encoder_hidden_states=ctx)
+            assert len(calls) == n_layers
+        unet(x, t, encoder_hidden_states=ctx)  # the hooks left with the context
+        assert len(calls) == n_layers
+        with recording(unet, AttentionStore(torch.tensor([[5], [8]]))):  # no self-attention asked for
+            unet(x, t, encoder_hidden_states=ctx)
+    assert len(calls) == n_layers

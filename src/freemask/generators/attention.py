@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..memory import release_free_memory
+
 # the most bytes of explicit self-attention probabilities held at once (per chunk of prompts)
 SELF_ATTENTION_CHUNK_BYTES = 32 * 2**20
 
@@ -349,8 +351,21 @@ class recording:
         self.recorders = {n for n, p in procs.items() if isinstance(p, CrossAttentionRecorder)}
         self.unet.set_attn_processor(procs)  # diffusers empties the dict it is given
         self.active_calls, self.recorded_before = 0, self._recorded()
-        self.hook = self.unet.register_forward_pre_hook(self._count_call)
+        self.hooks = [self.unet.register_forward_pre_hook(self._count_call)]
+        if self.store.self_attention_resolution is not None:
+            self.hooks += [self.unet.get_submodule(name.removesuffix(".processor")).register_forward_pre_hook(
+                self._release_freed_pages) for name in self.previous]
         return self.store
+
+    def _release_freed_pages(self, module, args) -> None:
+        """Before each attention layer of a step that records self-attention: give freed heap pages
+        back (``freemask.memory``). Those steps hold the explicit self-attention chunks and the layers'
+        activations at once, and the heap pages earlier layers freed stay resident unless released;
+        how many depends on where glibc placed each tensor, which differs from run to run. Measured on
+        the toy stage (one batch, 10 or 50 steps, 6 processes each): peak RSS 946-1085 MiB without,
+        909-934 MiB with, at about 0.3 s per batch."""
+        if self.store.active and self.store.self_active:
+            release_free_memory()
 
     def _count_call(self, module, args) -> None:
         self.active_calls += bool(self.store.active)
@@ -359,7 +374,8 @@ class recording:
         return sum(self.store.counts.values()) + self.store.self_count
 
     def __exit__(self, exc_type, *exc) -> None:
-        self.hook.remove()
+        for hook in self.hooks:
+            hook.remove()
         self.scratch.clear()
         now = self.unet.attn_processors
         replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders)
