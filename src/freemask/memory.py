@@ -13,7 +13,14 @@ about 1080 MiB, while the work per batch stayed the same. Two things stop that:
 With the trim the RSS between batches stays at 480-488 MiB over 1000 images. In 10-batch probes the
 per-batch peak was 958-990 MiB with both set by environment variables (969-1024 with the calls
 below), 950-1019 with one arena alone and 1030-1099 with the trim alone; single runs, and the
-per-process peak of identical runs still scatters by about 5 % (benchmarks/README.md, run d).
+per-process peak of identical runs still scattered by about 5 % (benchmarks/README.md, run d).
+
+That scatter came from within one step: the one that records self-attention, which holds the
+explicit maps and the layers' activations at once. A malloc trace of one batch showed the same
+sequence of large allocations in every run, placed differently (heap or mmap, which hole), since
+torch's threads allocate concurrently; how many freed heap pages stayed resident differed with
+the placement. ``attention.recording`` therefore calls ``release_free_memory()`` before each
+attention layer of those steps: one-batch peaks went from 946-1085 to 918-934 MiB (6 runs each).
 Both are glibc functions; on another C library (musl, macOS, Windows) they do nothing and return
 False, since that allocator is not the one measured.
 """
