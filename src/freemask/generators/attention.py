@@ -361,9 +361,8 @@ class recording:
         """Before each attention layer of a step that records self-attention: give freed heap pages
         back (``freemask.memory``). Those steps hold the explicit self-attention chunks and the layers'
         activations at once, and the heap pages earlier layers freed stay resident unless released;
-        how many depends on where glibc placed each tensor, which differs from run to run. Measured on
-        the toy stage (one batch, 10 or 50 steps, 6 processes each): peak RSS 946-1085 MiB without,
-        909-934 MiB with, at about 0.3 s per batch."""
+        how many depends on where glibc placed each tensor, which differs from run to run. The
+        measured effect on the stage's peak is in ``freemask.memory``."""
         if self.store.active and self.store.self_active:
             release_free_memory()
 
