@@ -17,9 +17,9 @@ per-process peak of identical runs still scattered by about 5 % (benchmarks/READ
 
 That scatter came from within one step: the one that records self-attention, which holds the
 explicit maps and the layers' activations at once. A malloc trace of one batch showed the same
-sequence of large allocations in every run, placed differently (heap or mmap, which hole), since
-torch's threads allocate concurrently; how many freed heap pages stayed resident differed with
-the placement. ``attention.recording`` therefore calls ``release_free_memory()`` before each
+sequence of large allocations in every run, placed differently (heap or mmap, which hole); other
+threads allocate beside the main one, at times set by the scheduler. How many freed heap pages
+stayed resident differed with the placement. ``attention.recording`` therefore calls ``release_free_memory()`` before each
 attention layer of those steps: one-batch peaks (10 or 50 steps) went from 946-1085 MiB over 12
 runs to 918-934 MiB over 6, at about 0.3 s per batch.
 Both are glibc functions; on another C library (musl, macOS, Windows) they do nothing and return
