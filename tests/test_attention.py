@@ -135,6 +135,41 @@ def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_genera
     assert torch.allclose(out_chunked, out_whole, atol=1e-6)
 
 
+
+@pytest.mark.parametrize("kept", [slice(2, 4), slice(1, 4, 2)])
+def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(tiny_generator, monkeypatch, kept):
+    """Without a layer processor to fall back on (or with a strided ``batch_slice``) a recorder sees
+    the whole UNet batch: it still computes the self-attention a prompt at a time and hands the store
+    only its rows, the same affinity as every row recorded and those rows taken."""
+    import freemask.generators.attention as attention
+    unet = tiny_generator.unet
+    x, t, ctx = _inputs(tiny_generator)
+    x, t, ctx = torch.cat([x, x]), torch.cat([t, t]), torch.cat([tiny_generator.encode(["", ""]), ctx])
+    chunks = []
+    real = attention.attention_probs_into
+    monkeypatch.setattr(attention, "attention_probs_into", lambda attn, q, *a: chunks.append(q.shape[0]) or real(attn, q, *a))
+    monkeypatch.setattr(attention, "SELF_ATTENTION_CHUNK_BYTES", 1)  # one prompt per chunk
+    runs, chunks_per_run = [], []
+    for batch_slice in (kept, None):
+        chunks.clear()
+        store = AttentionStore(torch.tensor([[5], [8]] if batch_slice is not None else [[5]] * 4),
+                               batch_slice=batch_slice, self_attention_resolution=16)
+        with torch.no_grad(), recording(unet, store):
+            for p in unet.attn_processors.values():
+                if isinstance(p, CrossAttentionRecorder):
+                    p.fallback = None
+            out = unet(x, t, encoder_hidden_states=ctx).sample
+        runs.append((store, out))
+        chunks_per_run.append(list(chunks))
+    (mine, out_mine), (every, out_every) = runs
+    self_layers = [n for n, r in layer_resolutions(unet).items() if ".attn1." in n and r == 16]
+    heads = {unet.get_submodule(n.removesuffix(".processor")).heads for n in self_layers}
+    for calls in chunks_per_run:  # a prompt at a time, all 4 rows of the batch, in both runs
+        assert len(calls) == 4 * len(self_layers) and set(calls) <= heads
+    assert mine.self_count == every.self_count > 0
+    assert torch.equal(mine.affinity(), every.affinity()[kept])
+    assert torch.equal(out_mine, out_every)
+
 def test_self_attention_is_recorded_at_the_last_asked_steps_only(tiny_generator):
     """10 DDIM steps record 200, 100, 0 (max_timestep 200); self-attention_steps=1 keeps step 0 alone."""
     prompt = ["a photo of a car on the road"]

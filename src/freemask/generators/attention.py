@@ -235,20 +235,29 @@ class CrossAttentionRecorder:
                              else self.fallback(attn, hidden_states[rows], ctx(rows), None, None, *args, **kwargs))
         return torch.cat([p.to(hidden_states.dtype) for p in parts]) if len(parts) > 1 else parts[0]
 
-    def _self_attention_in_chunks(self, attn, query, key, value, attention_mask, height) -> torch.Tensor:
-        """Self-attention of rows that are all store rows, a few prompts at a time: the (rows, HW, HW)
+    def _self_attention_in_chunks(self, attn, query, key, value, attention_mask, height,
+                                  kept: slice | None = None) -> torch.Tensor:
+        """Self-attention of a layer call's rows, a few prompts at a time: the (rows, HW, HW)
         probabilities of a chunk stay under ``SELF_ATTENTION_CHUNK_BYTES`` (at 32x32 the whole toy
-        batch's would take 256 MiB, twice: scores and probabilities). Returns (rows, HW, head dim)."""
+        batch's would take 256 MiB, twice: scores and probabilities). ``kept``: the rows (prompts) that
+        are the store's, in order; None: every row is. Returns (rows, HW, head dim)."""
         heads, hw = attn.heads, query.shape[1]
         prompts = query.shape[0] // heads
+        kept_rows = range(prompts) if kept is None else range(*kept.indices(prompts))
         per = max(1, SELF_ATTENTION_CHUNK_BYTES // (heads * hw * key.shape[1] * query.element_size()))
         out = []
         for start in range(0, prompts, per):
-            rows = slice(start, min(start + per, prompts))
-            h = slice(rows.start * heads, rows.stop * heads)
+            stop = min(start + per, prompts)
+            h = slice(start * heads, stop * heads)
             probs = attention_probs_into(attn, query[h], key[h], None if attention_mask is None else attention_mask[h],
                                          self.scratch)
-            self.store.add_self(self.layer, probs, heads, height, rows=rows, last=rows.stop == prompts)
+            # the store rows in this chunk: consecutive in the store, evenly spaced in the chunk
+            mine = [j for j, row in enumerate(kept_rows) if start <= row < stop]
+            if mine:
+                local = slice(kept_rows[mine[0]] - start, kept_rows[mine[-1]] - start + 1, kept_rows.step)
+                chunk = probs.view(stop - start, heads, hw, -1)[local].reshape(-1, hw, probs.shape[-1])
+                self.store.add_self(self.layer, chunk, heads, height, rows=slice(mine[0], mine[-1] + 1),
+                                    last=mine[-1] == len(kept_rows) - 1)
             out.append(torch.bmm(probs, value[h]))
             del probs
         return torch.cat(out) if len(out) > 1 else out[0]
@@ -275,13 +284,12 @@ class CrossAttentionRecorder:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
-        kept = self.store.batch_slice
-        if self.self_attention and (selected or kept is None or kept.indices(batch) == (0, batch, 1)):
-            hidden_states = self._self_attention_in_chunks(attn, query, key, value, attention_mask, height)
+        if self.self_attention:
+            hidden_states = self._self_attention_in_chunks(attn, query, key, value, attention_mask, height,
+                                                           kept=None if selected else self.store.batch_slice)
         else:
             probs = attn.get_attention_scores(query, key, attention_mask)
-            (self.store.add_self if self.self_attention else self.store.add)(self.layer, probs, attn.heads, height,
-                                                                             selected=selected)
+            self.store.add(self.layer, probs, attn.heads, height, selected=selected)
             hidden_states = torch.bmm(probs, value)
         hidden_states = attn.batch_to_head_dim(hidden_states)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
