@@ -135,7 +135,6 @@ def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_genera
     assert torch.allclose(out_chunked, out_whole, atol=1e-6)
 
 
-
 @pytest.mark.parametrize("kept", [slice(2, 4), slice(1, 4, 2)])
 def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(tiny_generator, monkeypatch, kept):
     """Without a layer processor to fall back on (or with a strided ``batch_slice``) a recorder sees
@@ -169,6 +168,7 @@ def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(t
     assert mine.self_count == every.self_count > 0
     assert torch.equal(mine.affinity(), every.affinity()[kept])
     assert torch.equal(out_mine, out_every)
+
 
 def test_self_attention_is_recorded_at_the_last_asked_steps_only(tiny_generator):
     """10 DDIM steps record 200, 100, 0 (max_timestep 200); self-attention_steps=1 keeps step 0 alone."""

@@ -19,11 +19,12 @@ That scatter came from within one step: the one that records self-attention, whi
 explicit maps and the layers' activations at once. A malloc trace of one batch showed the same
 sequence of large allocations in every run, placed differently (heap or mmap, which hole); other
 threads allocate beside the main one, at times set by the scheduler. How many freed heap pages
-stayed resident differed with the placement. ``attention.recording`` therefore calls ``release_free_memory()`` before each
-attention layer of those steps: one-batch peaks (10 or 50 steps) went from 946-1085 MiB over 12
-runs to 918-934 MiB over 6, at about 0.3 s per batch.
-Both are glibc functions; on another C library (musl, macOS, Windows) they do nothing and return
-False, since that allocator is not the one measured.
+stayed resident differed with the placement. ``attention.recording`` therefore calls
+``release_free_memory()`` before each attention layer of those steps: one-batch peaks (10 or 50
+steps) went from 946-1085 MiB over 12 runs to 918-934 MiB over 6, at about 0.3 s per batch.
+
+``malloc_trim`` and ``mallopt`` are glibc functions; on another C library (musl, macOS,
+Windows) both calls do nothing and return False, since that allocator is not the one measured.
 """
 from __future__ import annotations
 
