@@ -1,22 +1,31 @@
-"""DVC stage `report`: reports/tables.md and reports/samples.png from metrics and generated data."""
+"""DVC stage `report`: reports/tables.md, its figures and reports/samples.png from metrics and generated data."""
 import json
 from pathlib import Path
 
+from freemask.io import write_text, write_with
+from freemask.reports.figures import per_class_iou, training_curves
 from freemask.reports.grids import object_and_composite_grid
 from freemask.reports.tables import spine_report
-from freemask.io import write_text
 from freemask.runtime import run_stage
 from freemask.world.spec import CLASSES
 
 
+def _json(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 def main(p):
     out = Path("reports")
-    out.mkdir(exist_ok=True)
-    metrics = json.loads(Path("metrics/eval.json").read_text())
-    quality = json.loads(Path("metrics/generator_quality.json").read_text())
-    write_text(out / "tables.md", spine_report(metrics, quality, list(CLASSES), p.compose.mode))
+    details = _json("metrics/details/eval.json")
+    spread = _json("metrics/spread.json")
+    write_text(out / "tables.md", spine_report(_json("metrics/eval.json"), details,
+                                               _json("metrics/details/generator_quality.json"), spread,
+                                               list(CLASSES), p.compose.mode))
+    per_class_iou(details, spread["groups"][0], ["background", *CLASSES], out / "figures/per_class_iou.png")
+    training_curves({w: _json(f"metrics/details/train_{w}.json")["heldout_history"] for w in ("synthetic", "real")},
+                    out / "figures/training_curves.png")
     grid = object_and_composite_grid("data/generated/objects", "data/composed", p.report.grid_samples)
-    grid.save(out / "samples.png")
+    write_with(out / "samples.png", lambda tmp: grid.save(tmp, format="png"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ def main(p):
     set_threads(p.affinity_net.threads)
     net, summary = train_on_objects("data/generated/objects", p.affinity_net)
     save_affinity_net(net, "models/affinity_net")
-    write_json("metrics/affinity_net.json", summary)
+    write_json("metrics/details/affinity_net.json", summary)
+    write_json("metrics/affinity_net.json", {k: summary[k] for k in ("loss_last_steps", "confident_object_share")})
 
 
 if __name__ == "__main__":

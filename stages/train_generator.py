@@ -6,7 +6,8 @@ from freemask.runtime import run_stage, set_threads, write_json
 def main(p):
     set_threads(p.train_generator.threads)
     stats = train_generator(p.train_generator, "data/world/generator_train", "models/generator", "data/work/train_generator")
-    write_json("metrics/generator_training.json", stats)
+    write_json("metrics/details/generator_training.json", stats)
+    write_json("metrics/generator_training.json", {"final_loss": stats["final_loss"]})
 
 
 if __name__ == "__main__":

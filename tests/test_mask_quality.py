@@ -208,11 +208,20 @@ def test_report_renders_the_mask_quality_section():
                "best_fixed_threshold_vs_truth_on_noised_renders": {"threshold": 0.3, **pc(0.75)},
                "mask_quality": {"n_generated": 2, "n_noised_renders": 4,
                                 "rows": [row("otsu", "32", 0.6, 0.0), row("dataset_diffusion", "32+16", 0.8, 0.125)]}}
-    ev = {"synthetic_only": {"mIoU": 0.5, "per_class": {}}, "upper_bound_real": {"mIoU": 0.9, "per_class": {}},
-          "synthetic_over_upper_bound": 0.556}
-    md = spine_report(ev, quality, ["bird", "car"])
-    assert "| synthetic only (generated objects + composition by background) | 50.0 |" in md
-    assert "generated objects + random composition" in spine_report(ev, quality, ["bird", "car"], "random")
+    split = {"synthetic_mIoU": 0.5, "upper_bound_mIoU": 0.9, "ratio": 0.556}
+    ev = {"val": split, "val_raw": {**split, "synthetic_mIoU": 0.6, "ratio": 0.667}, "fresh_world_val": split}
+    per = {"synthetic": {"per_class": {"bird": 0.4}}, "upper_bound": {"per_class": {"bird": 0.8}}}
+    details = {"val": per, "val_raw": per, "fresh_world_val": per}
+    key = "metrics/eval.json:val.synthetic_mIoU"
+    spread = {"baseline_rev": "abcdef0123", "groups": [{"params": {}, "seeds": [0, 1, 2], "runs": ["baseline", "a", "b"],
+                                                        "metrics": {key: {"mean": 0.52, "sd": 0.013, "n": 3}}}]}
+    md = spine_report(ev, details, quality, spread, ["bird", "car"])
+    assert "Synthetic only: generated objects + composition by background." in md
+    assert "| toy val, as stored (JPEG q95, 4:2:0) | 50.0 | 90.0 | 0.556 |" in md
+    assert "| toy val, as rendered (lossless) | 60.0 | 90.0 | 0.667 |" in md
+    assert "## Seed spread (mean ± sd over 3 runs, seeds [0, 1, 2], of commit abcdef0 and its experiments)" in md
+    assert "| eval: val.synthetic_mIoU | 0.520 ± 0.013 |" in md
+    assert "generated objects + random composition" in spine_report(ev, details, quality, spread, ["bird", "car"], "random")
     assert "## Mask quality by rule and attention resolution" in md
     assert "| dataset_diffusion | 32+16 | 80.0 | 80.0 | **80.0** | 12.5 |" in md
     assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table

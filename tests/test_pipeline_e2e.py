@@ -31,8 +31,9 @@ def _run(args, cwd, env):
 
 @pytest.fixture
 def tiny_repo(tmp_path):
-    for item in ("dvc.yaml", "stages", "src"):
+    for item in ("dvc.yaml", "stages", "src", "metrics/spread.json"):  # the spread: a committed measurement
         src = ROOT / item
+        (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     params = dump_defaults()
     for section, values in TINY.items():
@@ -48,12 +49,18 @@ def test_dvc_repro_runs_every_stage_and_is_then_up_to_date(tiny_repo):
     repo, env = tiny_repo
     _run([sys.executable, "-m", "dvc", "repro"], repo, env)
     ev = json.loads((repo / "metrics/eval.json").read_text())
-    assert 0 <= ev["synthetic_only"]["mIoU"] <= 1 and 0 <= ev["upper_bound_real"]["mIoU"] <= 1
-    assert set(ev["synthetic_only"]["per_class"]) >= {"background", "bird", "chair"}
-    q = json.loads((repo / "metrics/generator_quality.json").read_text())
+    assert set(ev) == {"val", "val_raw", "fresh_world_val"}
+    assert all(0 <= ev[s]["synthetic_mIoU"] <= 1 and 0 <= ev[s]["upper_bound_mIoU"] <= 1 for s in ev)
+    details = json.loads((repo / "metrics/details/eval.json").read_text())
+    assert set(details["val"]["synthetic"]["per_class"]) >= {"background", "bird", "chair"}
+    assert details["fresh_world_val"]["synthetic"]["n_images"] == TINY["world"]["real_val_size"]
+    q = json.loads((repo / "metrics/details/generator_quality.json").read_text())
     assert 0 <= q["attention_iou_vs_truth_on_noised_renders"]["mean"] <= 1 and q["n_generated"] == 16
+    assert set(json.loads((repo / "metrics/generator_quality.json").read_text())) == {
+        "classifier_accuracy", "mask_iou_vs_oracle", "mask_iou_vs_truth", "best_fixed_threshold_iou_vs_oracle"}
     assert (repo / "reports/tables.md").read_text().startswith("# freemask")
-    assert (repo / "reports/samples.png").stat().st_size > 0
+    for png in ("samples.png", "figures/per_class_iou.png", "figures/training_curves.png"):
+        assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     lock1 = (repo / "dvc.lock").read_text()
     out = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
     assert "up to date" in out.lower() or "didn't change" in out.lower()

@@ -133,5 +133,52 @@ def mmseg_eval(config: Path = typer.Argument(..., help="a config written by `fre
     typer.echo(f"mIoU {miou:.4f}")
 
 
+@app.command()
+def spread(
+    rev: str = typer.Option("HEAD", help="the baseline commit; its DVC experiments are the other runs"),
+    out: Path = typer.Option(Path("metrics/spread.json"), help="where the groups' spread goes"),
+    baseline: Optional[Path] = typer.Option(None, help="also write the regression baseline here, from the "
+                                            "group of the baseline commit's own params"),
+    k: float = typer.Option(4.0, help="baseline tolerance: k x the seed sd ..."),
+    floor: float = typer.Option(0.01, help="... and at least this"),
+) -> None:
+    """Mean ± sd of the guarded metrics over runs that differ only in `seed` (queue them with
+    `dvc exp run --queue -S 'seed=range(1,5)'`), per group of params."""
+    from .io import write_json
+    from .metrics.spread import SpreadError, groups, runs
+    from .metrics.spread import baseline as make_baseline
+    from .reports.tables import spread_table
+
+    with _exit_on(SpreadError):
+        found = groups(runs(".", rev))
+        base = make_baseline(found[0], k, floor) if baseline is not None else None
+    write_json(out, {"baseline_rev": rev, "groups": found})
+    typer.echo(spread_table(found))
+    if base is not None:
+        write_json(baseline, base)
+        typer.echo(f"wrote {out} and {baseline} ({len(base['metrics'])} metrics, tolerance max({k:g} sd, {floor:g}))")
+
+
+@app.command()
+def regress(baseline: Path = typer.Option(Path("metrics/baseline.json"), help="written by `freemask spread --baseline`"),
+            root: Path = typer.Option(Path("."), help="the work tree whose metrics are checked")) -> None:
+    """Compare this run's metrics with the committed baseline; exit 1 when one fell below mean − tolerance."""
+    from .metrics.spread import SpreadError, check, load_baseline, workspace_metrics
+
+    with _exit_on(SpreadError):
+        base = load_baseline(baseline)
+        bad = check(workspace_metrics(root), base)
+    n = len(base["metrics"])
+    if not bad:
+        typer.echo(f"regression check: {n} metrics within tolerance of {baseline}")
+        return
+    typer.echo(f"regression check: {len(bad)} of {n} metrics fell below the baseline ({baseline}):")
+    typer.echo("| metric | value | baseline mean | sd | tolerance |\n|---|---|---|---|---|")
+    for r in bad:
+        v = "missing" if r["value"] is None else f"{r['value']:.4f}"
+        typer.echo(f"| {r['metric']} | {v} | {r['mean']:.4f} | {r['sd']:.4f} | {r['tolerance']:.4f} |")
+    raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

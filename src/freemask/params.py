@@ -167,7 +167,7 @@ class Generate(_Section):
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     per_class: int = Field(60, gt=0)
     scenes_per_background: int = Field(40, ge=0)
-    steps: int = Field(25, gt=0)
+    steps: int = Field(20, gt=0)
     guidance: float = Field(3.0, ge=1)
     # guidance only at steps with timestep <= this (1000: every step); see sampling.sample. On the
     # v-prediction generator, 160 seed-7 samples, render-classifier accuracy: guidance 3 at every
@@ -221,7 +221,7 @@ class Train(_Section):
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     # the README's first command must finish in 20 min on 2 cores: 1500 steps fit once generate
     # got cheaper and the input went to 64 px (a segmenter stage ran 339 s at 1500 steps at 128 px)
-    steps: int = Field(1500, gt=0)
+    steps: int = Field(1200, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -251,8 +251,11 @@ class Train(_Section):
     num_queries: int = Field(12, gt=0)
     decoder_layers: int = Field(2, gt=0)
     train_num_points: int = Field(1024, gt=0)
-    eval_every: int = Field(100, gt=0)  # held-out mIoU every this many steps, best weights kept
+    eval_every: int = Field(200, gt=0)  # held-out mIoU every this many steps, best weights kept
     val_fraction: float = Field(0.1, gt=0, lt=1)  # held out of the TRAINING data for model selection
+    # the synthetic images are stored as the target stores its own (JPEG at this quality, 4:2:0
+    # chroma, as the toy world's VOC writer) before training; null = as generated (lossless)
+    synthetic_jpeg_quality: int | None = Field(95, ge=1, le=100)
 
     @model_validator(mode="after")
     def _scale_range_ordered(self):
@@ -276,7 +279,7 @@ class Train(_Section):
 class Assess(_Section):
     seed: int = 0
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
-    classifier_steps: int = Field(1500, gt=0)
+    classifier_steps: int = Field(1000, gt=0)
     renders_per_class: int = Field(30, gt=0)
     noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
     # mask-quality table (every threshold rule x every resolution subset): generated samples per class,
@@ -322,6 +325,8 @@ class AffinityNetParams(_Section):
 class Evaluate(_Section):
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     batch_size: int = Field(32, gt=0)
+    # a second val split rendered with this world seed (never used to choose anything)
+    fresh_world_seed: int = Field(2026, ge=0)
 
 
 class Report(_Section):
@@ -347,7 +352,14 @@ class Active(_Section):
     round_steps: int = Field(500, gt=0)  # segmenter steps in each round after round 0
 
 
+# the sections whose ``seed`` the replicate seed (top-level ``seed``) offsets
+REPLICATED = ("generate", "compose", "train")
+
+
 class Params(_Section):
+    # the replicate: added to the seeds of the stochastic data and training stages (REPLICATED), so
+    # `dvc exp run --queue -S 'seed=range(1,5)'` queues whole-pipeline repeats
+    seed: int = Field(0, ge=0)
     world: World = World()
     train_generator: TrainGenerator = TrainGenerator()
     generate: Generate = Generate()
@@ -366,6 +378,14 @@ class Params(_Section):
             raise ValueError(f"assess.mask_quality_per_class: {n} samples per class asked, the generate stage "
                              f"makes {have} (generate.per_class); the table re-makes the stage's first ones")
         return self
+
+
+    def replicated(self) -> "Params":
+        """These params with ``seed`` added to the seed of every section in ``REPLICATED``."""
+        if self.seed == 0:
+            return self
+        return self.model_copy(update={k: getattr(self, k).model_copy(update={"seed": getattr(self, k).seed + self.seed})
+                                       for k in REPLICATED})
 
 
 class ParamsError(ValueError):

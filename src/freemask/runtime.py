@@ -17,13 +17,14 @@ def set_threads(n: int) -> None:
 
 
 def run_stage(fn: Callable[..., None]) -> None:
-    """Validate the whole params.yaml before any work, then run ``fn(params)``.
+    """Validate the whole params.yaml before any work, then run ``fn(params)`` with the replicate
+    seed applied (:meth:`Params.replicated`).
 
     Bad params, a bad launcher environment (``RANK`` / ``WORLD_SIZE``) and missing inputs end the process with a one-paragraph message, not a traceback.
     """
     try:
         params = load(os.environ.get("FREEMASK_PARAMS", "params.yaml"))
-        fn(params)
+        fn(params.replicated())
     except (ParamsError, LauncherEnvError, FileNotFoundError, KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {msg}", file=sys.stderr)

@@ -44,13 +44,28 @@ def voc_palette(n: int = 256) -> list[int]:
     return pal
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of a uint8 RGB image, as the toy world's VOC writer stores it (libjpeg's default
+    4:2:0 chroma subsampling)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling="4:2:0")
+    return buf.getvalue()
+
+
+def as_stored(images: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 RGB images (N, H, W, 3) after a JPEG round trip at ``quality``: what a reader of a
+    split written by :func:`write_sample` sees."""
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(Image.open(io.BytesIO(encode_jpeg(img, quality))).convert("RGB"))
+    return out
+
+
 def write_sample(root: str | Path, sample_id: str, image: np.ndarray, label: np.ndarray, jpeg_quality: int = 95) -> None:
     root = Path(root)
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=jpeg_quality)
-    write_bytes(root / "JPEGImages" / f"{sample_id}.jpg", buf.getvalue())
+    write_bytes(root / "JPEGImages" / f"{sample_id}.jpg", encode_jpeg(image, jpeg_quality))
     lab = Image.fromarray(label.astype(np.uint8), mode="P")
     lab.putpalette(voc_palette())
     buf = io.BytesIO()

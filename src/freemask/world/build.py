@@ -19,6 +19,7 @@ from .render import render_scene, sample_layout, single_object_layout
 from .spec import BACKGROUND_FREQ, BACKGROUNDS, CLASSES, COOCCURRENCE, PREPOSITION, true_priors
 
 _KIND_GEN, _KIND_TRAIN, _KIND_VAL = 1, 2, 3
+JPEG_QUALITY = 95  # how the real splits' images are stored (JPEGImages/, as VOC)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -83,13 +84,20 @@ def _write_generator_set(cfg: World, out: Path) -> None:
         shards.write_shard(path, ((f"{i:07d}", generator_sample(cfg, i)) for i in idx))
 
 
+def val_scenes(cfg: World) -> tuple[np.ndarray, np.ndarray]:
+    """The real val split as rendered, before the VOC writer stores it: images (N, H, W, 3) uint8
+    and labels (N, H, W); ``cfg.seed`` picks the world."""
+    scenes = [real_scene(cfg, _KIND_VAL, i)[:2] for i in range(cfg.real_val_size)]
+    return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
+
+
 def _write_voc(cfg: World, root: Path) -> None:
     for split, kind, n in (("train", _KIND_TRAIN, cfg.real_train_size), ("val", _KIND_VAL, cfg.real_val_size)):
         ids = []
         for i in tqdm(range(n), desc=f"world: real {split} split"):
             sid = f"toy_{split}_{i:06d}"
             img, label, _ = real_scene(cfg, kind, i)
-            voc.write_sample(root, sid, img, label)
+            voc.write_sample(root, sid, img, label, JPEG_QUALITY)
             ids.append(sid)
         voc.write_split(root, split, ids)
 

@@ -1,0 +1,174 @@
+"""Seed spread of the guarded metrics over repeated runs, and the regression check against a baseline.
+
+A *run* is one commit of the pipeline's outputs: a baseline commit of the repository, or a DVC
+experiment made from it (``dvc exp run --queue -S 'seed=range(1,5)'``; DVC keeps each experiment
+as a commit under ``refs/exps/<baseline sha[:2]>/<baseline sha[2:]>/<name>``). Runs whose params
+differ only in the replicate ``seed`` form a *group*; a group's spread is the mean and the sample
+standard deviation of each guarded metric over its runs.
+
+The *baseline* (``metrics/baseline.json``) holds, for every guarded metric, the mean, the sd and a
+tolerance derived from the sd; :func:`check` flags a run's metric that falls below mean − tolerance.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+# metrics file -> dotted keys (fnmatch patterns) that the spread covers and the check guards
+GUARDED = {
+    "metrics/eval.json": ["*"],
+    "metrics/details/eval.json": ["val.synthetic.per_class.*", "val.upper_bound.per_class.*"],
+    "metrics/generator_quality.json": ["*"],
+}
+REPLICATE_KEY = "seed"
+
+
+class SpreadError(ValueError):
+    """Missing or unreadable runs, metrics or baseline; the message names the file or revision."""
+
+
+def flatten(d, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of nested dicts as ``{"a.b.c": value}`` (None, booleans and strings left out)."""
+    out: dict[str, float] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
+        out[prefix] = float(d)
+    return out
+
+
+def guarded_metrics(read: Callable[[str], str | None], where: str) -> dict[str, float]:
+    """``{"<file>:<dotted key>": value}`` for the keys of :data:`GUARDED`; ``read(path)`` gives a
+    file's text (None if absent). ``where`` names the run in errors."""
+    out = {}
+    for path, patterns in GUARDED.items():
+        text = read(path)
+        if text is None:
+            raise SpreadError(f"{where}: {path} is missing (run the pipeline first)")
+        try:
+            values = flatten(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise SpreadError(f"{where}: {path} is not valid JSON ({err})") from None
+        out.update({f"{path}:{k}": v for k, v in values.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)})
+    return out
+
+
+def workspace_metrics(root: str | Path = ".") -> dict[str, float]:
+    """The guarded metrics of the outputs in a work tree."""
+    root = Path(root)
+
+    def read(path: str) -> str | None:
+        f = root / path
+        return f.read_text() if f.is_file() else None
+
+    return guarded_metrics(read, str(root))
+
+
+def _git(repo: Path, *args: str) -> str:
+    res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SpreadError(f"git {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def _read_at(repo: Path, rev: str) -> Callable[[str], str | None]:
+    def read(path: str) -> str | None:
+        res = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, text=True)
+        return res.stdout if res.returncode == 0 else None
+
+    return read
+
+
+def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
+    """The baseline commit and every DVC experiment made from it, each as
+    ``{"name", "rev", "params" (flattened params.yaml), "metrics"}``, in name order after the baseline."""
+    repo = Path(repo)
+    sha = _git(repo, "rev-parse", "--verify", f"{baseline_rev}^{{commit}}").strip()
+    refs = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/exps/{sha[:2]}/{sha[2:]}/").split("\n")
+    found = [("baseline", sha)] + sorted((r.rsplit("/", 1)[-1].split(" ")[0], r.split(" ")[1]) for r in refs if r)
+    out = []
+    for name, rev in found:
+        read = _read_at(repo, rev)
+        params = read("params.yaml")
+        if params is None:
+            raise SpreadError(f"{name} ({rev[:7]}): no params.yaml")
+        out.append({"name": name, "rev": rev, "params": flatten_params(yaml.safe_load(params) or {}),
+                    "metrics": guarded_metrics(read, f"{name} ({rev[:7]})")})
+    return out
+
+
+def flatten_params(d, prefix: str = "") -> dict[str, object]:
+    """Every leaf of a params mapping as ``{"a.b": value}`` (lists kept whole)."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        out.update(flatten_params(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def stats(values: list[float]) -> dict:
+    """Mean, sample sd (ddof 1; 0 for one value), n, min and max."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": round(mean, 4), "sd": round(sd, 4), "n": n, "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def groups(all_runs: list[dict]) -> list[dict]:
+    """Runs grouped by their params less the replicate seed; each group with the params where it
+    differs from the first run's, its seeds, run names and per-metric :func:`stats` (over the
+    metrics every run of the group has). The first run's group comes first."""
+    ref = all_runs[0]["params"]
+    by_key: dict[str, list[dict]] = {}
+    for r in all_runs:
+        key = json.dumps({k: v for k, v in r["params"].items() if k != REPLICATE_KEY}, sort_keys=True, default=str)
+        by_key.setdefault(key, []).append(r)
+    out = []
+    for members in by_key.values():
+        p = members[0]["params"]
+        changed = {k: p.get(k) for k in sorted(set(p) | set(ref)) if k != REPLICATE_KEY and p.get(k) != ref.get(k)}
+        keys = sorted(set.intersection(*(set(m["metrics"]) for m in members)))
+        out.append({"params": changed, "seeds": [m["params"].get(REPLICATE_KEY, 0) for m in members],
+                    "runs": [m["name"] for m in members],
+                    "metrics": {k: stats([m["metrics"][k] for m in members]) for k in keys}})
+    return out
+
+
+def baseline(group: dict, k: float, floor: float) -> dict:
+    """Per metric: mean, sd, n and the tolerance max(k * sd, floor) that :func:`check` allows below the mean."""
+    if len(group["runs"]) < 3:
+        raise SpreadError(f"a baseline needs at least 3 seeds, the group has {len(group['runs'])} ({group['runs']})")
+    return {"rule": {"k": k, "floor": floor, "runs": group["runs"], "seeds": group["seeds"]},
+            "metrics": {m: {"mean": s["mean"], "sd": s["sd"], "n": s["n"], "tolerance": round(max(k * s["sd"], floor), 4)}
+                        for m, s in group["metrics"].items()}}
+
+
+def check(current: dict[str, float], base: dict) -> list[dict]:
+    """The guarded metrics that dropped: value < mean − tolerance, or missing from ``current``."""
+    bad = []
+    for m, b in sorted(base["metrics"].items()):
+        v = current.get(m)
+        if v is None or v < b["mean"] - b["tolerance"]:
+            bad.append({"metric": m, "value": v, "mean": b["mean"], "sd": b["sd"], "tolerance": b["tolerance"]})
+    return bad
+
+
+def load_baseline(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        base = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpreadError(f"{path}: no baseline (write one with `freemask spread --baseline {path}`)") from None
+    except json.JSONDecodeError as err:
+        raise SpreadError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(base, dict) or not isinstance(base.get("metrics"), dict):
+        raise SpreadError(f"{path}: expected a 'metrics' mapping (written by `freemask spread --baseline`)")
+    return base

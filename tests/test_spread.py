@@ -1,0 +1,141 @@
+"""Seed spread over DVC experiments, the regression baseline and the check CI runs."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from freemask.cli import app
+from freemask.metrics.spread import GUARDED, SpreadError, baseline, check, groups, runs, stats, workspace_metrics
+
+CLASSES = ["background", "ball", "car"]
+
+
+def _write_metrics(root: Path, syn: float, real: float, ball: float) -> None:
+    """Metric files in the layout the evaluate and assess stages write."""
+    split = {"synthetic_mIoU": syn, "upper_bound_mIoU": real, "ratio": round(syn / real, 4)}
+    per = {"synthetic": {"mIoU": syn, "per_class": {"background": 0.9, "ball": ball, "car": 0.8}},
+           "upper_bound": {"mIoU": real, "per_class": {"background": 0.95, "ball": 0.9, "car": 0.9}}}
+    files = {"metrics/eval.json": {"val": split, "val_raw": split},
+             "metrics/details/eval.json": {"val": per, "val_raw": per},
+             "metrics/generator_quality.json": {"classifier_accuracy": 0.95, "mask_iou_vs_oracle": 0.9}}
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(json.dumps(data))
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(repo: Path, params: dict, syn: float, ball: float, message: str) -> str:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    _write_metrics(repo, syn, 0.9, ball)
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo_with_experiments(tmp_path: Path) -> Path:
+    """A baseline commit (seed 0) and four experiments made from it as DVC stores them: three
+    replicates (seeds 1-3) and one ablation (compose.mode=random), each a commit whose parent is
+    the baseline, under refs/exps/<sha[:2]>/<sha[2:]>/<name>."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    base_params = {"seed": 0, "compose": {"mode": "same_background"}, "train": {"steps": 10}}
+    base = _commit(repo, base_params, 0.80, 0.70, "baseline")
+    exps = [("exp-b", {**base_params, "seed": 1}, 0.82, 0.74), ("exp-a", {**base_params, "seed": 2}, 0.78, 0.66),
+            ("exp-c", {**base_params, "seed": 3}, 0.80, 0.70),
+            ("exp-r", {**base_params, "compose": {"mode": "random"}}, 0.70, 0.50)]
+    for name, params, syn, ball in exps:
+        _git(repo, "checkout", "-q", "--detach", base)
+        sha = _commit(repo, params, syn, ball, name)
+        _git(repo, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/{name}", sha)
+    _git(repo, "checkout", "-q", base)
+    return repo
+
+
+def test_stats_are_the_mean_and_sample_sd():
+    s = stats([0.78, 0.80, 0.82])
+    assert (s["mean"], s["sd"], s["n"], s["min"], s["max"]) == (0.8, 0.02, 3, 0.78, 0.82)
+    assert stats([0.5])["sd"] == 0.0
+
+
+def test_runs_are_the_baseline_and_its_experiments_grouped_by_params_less_the_seed(repo_with_experiments):
+    found = runs(repo_with_experiments, "HEAD")
+    assert [r["name"] for r in found] == ["baseline", "exp-a", "exp-b", "exp-c", "exp-r"]
+    g = groups(found)
+    assert [grp["runs"] for grp in g] == [["baseline", "exp-a", "exp-b", "exp-c"], ["exp-r"]]
+    assert g[0]["params"] == {} and g[1]["params"] == {"compose.mode": "random"}
+    assert g[0]["seeds"] == [0, 2, 1, 3]
+    syn = g[0]["metrics"]["metrics/eval.json:val.synthetic_mIoU"]
+    assert syn["n"] == 4 and syn["mean"] == 0.8 and syn["sd"] == pytest.approx(0.0163, abs=1e-4)
+    # per-class IoU is guarded from the details file; the details' other numbers are not
+    keys = set(g[0]["metrics"])
+    assert "metrics/details/eval.json:val.synthetic.per_class.ball" in keys
+    assert "metrics/details/eval.json:val.synthetic.mIoU" not in keys
+
+
+def test_a_baseline_needs_three_seeds_and_its_tolerance_is_k_sd_with_a_floor(repo_with_experiments):
+    g = groups(runs(repo_with_experiments))
+    with pytest.raises(SpreadError, match="at least 3 seeds"):
+        baseline(g[1], 4.0, 0.01)
+    b = baseline(g[0], 4.0, 0.01)
+    ball = b["metrics"]["metrics/details/eval.json:val.synthetic.per_class.ball"]
+    assert ball["tolerance"] == round(4 * ball["sd"], 4) > 0.01
+    assert b["metrics"]["metrics/generator_quality.json:classifier_accuracy"]["tolerance"] == 0.01  # sd 0: the floor
+
+
+def test_check_flags_a_drop_beyond_the_tolerance_and_a_missing_metric_only():
+    base = {"metrics": {"a": {"mean": 0.8, "sd": 0.01, "tolerance": 0.04}, "b": {"mean": 0.5, "sd": 0, "tolerance": 0.01}}}
+    assert check({"a": 0.761, "b": 0.9}, base) == []
+    bad = check({"a": 0.759}, base)
+    assert [r["metric"] for r in bad] == ["a", "b"] and bad[1]["value"] is None
+
+
+def test_regress_passes_on_the_baseline_and_fails_naming_the_degraded_metric(repo_with_experiments, tmp_path, monkeypatch):
+    """The CI gate end to end: `freemask spread --baseline` from the experiments, then
+    `freemask regress` on a run at the baseline means (exit 0) and on one whose ball IoU dropped (exit 1)."""
+    monkeypatch.chdir(repo_with_experiments)
+    cli = CliRunner()
+    res = cli.invoke(app, ["spread", "--out", str(tmp_path / "spread.json"), "--baseline", str(tmp_path / "baseline.json")])
+    assert res.exit_code == 0, res.output
+    assert "compose.mode=random (n=1)" in res.output and "defaults (n=4)" in res.output
+    base = json.loads((tmp_path / "baseline.json").read_text())
+    assert base["rule"]["runs"] == ["baseline", "exp-a", "exp-b", "exp-c"]
+
+    run = tmp_path / "run"
+    _write_metrics(run, 0.80, 0.9, 0.70)
+    res = cli.invoke(app, ["regress", "--baseline", str(tmp_path / "baseline.json"), "--root", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "within tolerance" in res.output
+
+    _write_metrics(run, 0.80, 0.9, 0.55)  # ball IoU 0.55 against 0.70 ± 0.033 (tolerance 4 sd = 0.13)
+    res = cli.invoke(app, ["regress", "--baseline", str(tmp_path / "baseline.json"), "--root", str(run)])
+    assert res.exit_code == 1
+    bad_rows = [line for line in res.output.splitlines() if line.startswith("| metrics/")]
+    assert bad_rows == ["| metrics/details/eval.json:val.synthetic.per_class.ball | 0.5500 | 0.7000 | 0.0327 | 0.1308 |"]
+
+
+def test_regress_names_a_missing_baseline_or_metrics_file_and_exits_2(tmp_path):
+    cli = CliRunner()
+    res = cli.invoke(app, ["regress", "--baseline", str(tmp_path / "nope.json"), "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "nope.json: no baseline" in res.output
+    (tmp_path / "b.json").write_text(json.dumps({"metrics": {}}))
+    res = cli.invoke(app, ["regress", "--baseline", str(tmp_path / "b.json"), "--root", str(tmp_path)])
+    assert res.exit_code == 2 and f"{next(iter(GUARDED))} is missing" in res.output
+
+
+def test_the_committed_baseline_guards_every_metric_the_pipeline_writes():
+    """metrics/baseline.json and the guarded keys of this repository's own outputs agree: a metric
+    renamed in a stage and not in the baseline would otherwise go unguarded (or always fail)."""
+    root = Path(__file__).resolve().parents[1]
+    base = json.loads((root / "metrics/baseline.json").read_text())
+    assert set(base["metrics"]) == set(workspace_metrics(root))
+    assert base["rule"]["k"] > 0 and len(base["rule"]["runs"]) >= 3
