@@ -1,0 +1,1 @@
+"""Repository maintenance tools (not imported by the pipeline): `stage_deps` keeps dvc.yaml's code deps exact."""
