@@ -23,8 +23,8 @@ SOURCES = {
 
 def load(which: str, quality: int | None) -> tuple:
     """The training images and labels; synthetic images stored as the target stores its own
+    (``train.synthetic_jpeg_quality``)."""
     images, labels = SOURCES[which]()
-    images, labels = load(which, p.train.synthetic_jpeg_quality)
     if which == "synthetic" and quality is not None:
         images = as_stored(images, quality)
     return images, labels
