@@ -92,3 +92,19 @@ def test_background_distribution_is_where_the_world_shows_a_class():
     assert abs(p["sky"] - 0.05 / 0.07) < 1e-12 and abs(p["floor"] - 0.02 / 0.07) < 1e-12
     with pytest.raises(KeyError, match="unknown class 'dog'"):
         background_distribution("dog")
+
+
+def test_val_scenes_are_the_stored_val_split_before_its_jpeg(tmp_path, tiny_world):
+    """evaluate's lossless val is the very split the world stores, and as_stored re-makes the
+    stored JPEG pixels exactly (one encoder, one machine)."""
+    from freemask.data.arrays import from_voc
+    from freemask.world.build import JPEG_QUALITY, val_scenes
+
+    build_world(tiny_world, tmp_path)
+    stored_images, stored_labels = from_voc(tmp_path / "voc", "val")
+    raw_images, raw_labels = val_scenes(tiny_world)
+    assert np.array_equal(raw_labels, stored_labels)
+    assert np.array_equal(voc.as_stored(raw_images, JPEG_QUALITY), stored_images)
+    assert not np.array_equal(raw_images, stored_images)  # the JPEG loses something at 32 px
+    other = val_scenes(tiny_world.model_copy(update={"seed": 1}))[0]
+    assert other.shape == raw_images.shape and not np.array_equal(other, raw_images)
