@@ -227,7 +227,8 @@ def load_segmenter(path: str | Path):
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; run the train stage first)")
+        raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; "
+                                "run the train stage first)")
     model = Mask2FormerForUniversalSegmentation.from_pretrained(str(path), local_files_only=True)
     model.eval()
     return model
