@@ -539,7 +539,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "attention_capture.quick.json with --quick); the markdown summary goes beside it")
     ap.add_argument("--generator", type=Path, default=REPO / "models" / "generator")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="the generate section is used")
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default 8: twice the balanced orders of the four generation variants; --quick 2)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed rounds (default 8: twice the balanced orders of the four generation variants; --quick 2)")
     ap.add_argument("--rss-repeats", type=int, default=None,
                     help="fresh processes per config of each peak-RSS comparison (default 3, --quick 2)")
     ap.add_argument("--batch", type=int, default=None, help="images per timed call (default generate.batch_size)")

@@ -96,7 +96,10 @@ def test_training_is_deterministic_and_learns_the_object_boundary(tmp_path):
     # walking the guessed maps on the learned affinities recovers the squares at least as well as the maps
     T = transition_matrix(a, 1.0)
     _, _, masks = affinity_masks(maps, T, 2, 6.0, threshold_grid(0.05))
-    iou = lambda m: np.mean([(x & y).sum() / (x | y).sum() for x, y in zip(m, truths)])
+
+    def iou(m):
+        return np.mean([(x & y).sum() / (x | y).sum() for x, y in zip(m, truths)])
+
     assert iou(masks) >= iou(maps > 0.5) - 1e-9
     save_affinity_net(net, tmp_path / "net")
     loaded = load_affinity_net(tmp_path / "net")

@@ -212,7 +212,8 @@ def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinit
     with torch.no_grad(), recording(unet, store):
         unet(x, t, encoder_hidden_states=ctx)
         unet(x, t, encoder_hidden_states=ctx)
-        self_recorders = {n for n, p in unet.attn_processors.items() if isinstance(p, CrossAttentionRecorder) and p.self_attention}
+        self_recorders = {n for n, p in unet.attn_processors.items()
+                          if isinstance(p, CrossAttentionRecorder) and p.self_attention}
     assert self_recorders == {n for n, r in layer_resolutions(unet).items() if ".attn1." in n and r == 16}  # no wasted work
     aff = store.affinity()
     assert aff.shape == (2, 256, 256)
@@ -244,7 +245,8 @@ def test_guidance_applies_only_up_to_guidance_max_timestep(tiny_generator):
     pr, seeds = ["a photo of a car on the road", "a photo of a bird in the sky"], [3, 4]
     plain = sample(tiny_generator, pr, seeds, steps=4, guidance=1.0)
     full = sample(tiny_generator, pr, seeds, steps=4, guidance=3.0)
-    assert np.array_equal(sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=-1), plain)  # below every step
+    # guidance_max_timestep=-1 is below every step
+    assert np.array_equal(sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=-1), plain)
     assert np.array_equal(sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=1000), full)
     store = AttentionStore(torch.tensor([[5], [5]]))
     part = sample(tiny_generator, pr, seeds, steps=4, guidance=3.0, guidance_max_timestep=500, store=store)

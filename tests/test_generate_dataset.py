@@ -33,7 +33,8 @@ def test_generate_writes_deterministic_shards(tmp_path, tiny_generator, tiny_gen
     samples = list(shards.read_shards(out1 / "objects"))
     assert len(samples) == 2 * len(CLASSES)
     key, m = samples[0]
-    assert m["image.png"].shape == (32, 32, 3) and set(np.unique(m["label.png"])) <= {0, CLASSES.index(m["meta.json"]["class"]) + 1}
+    assert m["image.png"].shape == (32, 32, 3)
+    assert set(np.unique(m["label.png"])) <= {0, CLASSES.index(m["meta.json"]["class"]) + 1}
 
 
 def _interrupt_while_writing(monkeypatch, shard_name):

@@ -38,7 +38,8 @@ def squares(n: int, seed: int = 0, size: int = 32) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-TINY = dict(threads=1, steps=30, batch_size=8, lr=2e-3, warmup_steps=5, input_size=32, patch_size=2, eval_every=10, val_fraction=0.1, train_num_points=256)
+TINY = dict(threads=1, steps=30, batch_size=8, lr=2e-3, warmup_steps=5, input_size=32, patch_size=2, eval_every=10,
+            val_fraction=0.1, train_num_points=256)
 
 
 def test_default_model_size_and_forward_shapes():

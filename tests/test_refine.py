@@ -57,7 +57,10 @@ def test_refinement_keeps_the_faint_part_of_an_object_that_otsu_cuts_off():
     grid = np.arange(0.05, 0.96, 0.05)
     target, taus, masks = affinity_masks(raw[None], transition_matrix(aff, 1.0), steps=2, bg_power=4.0, grid=grid)
     assert np.array_equal(target[0], obj)
-    iou = lambda m: (m & obj).sum() / (m | obj).sum()
+
+    def iou(m):
+        return (m & obj).sum() / (m | obj).sum()
+
     assert iou(masks[0]) == 1.0 > iou(otsu)
 
 

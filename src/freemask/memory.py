@@ -2,26 +2,18 @@
 
 glibc's malloc keeps memory a process has freed, to hand it out again. In a loop that allocates
 and frees hundreds of MiB per batch (the generate stage's UNet activations and attention maps),
-what it keeps grows with fragmentation: measured on the toy generate stage, 1000 images, the
-resident set between batches went from 585 to 700 MiB, and the per-batch peak from about 1010 to
-about 1080 MiB, while the work per batch stayed the same. Two things stop that:
+what it keeps grows with fragmentation, while the work per batch stays the same. Two things stop
+that:
 
 - ``limit_malloc_arenas(1)``: the torch worker threads allocate from the main heap instead of
   arenas of their own, whose free space the other threads cannot reuse;
 - ``release_free_memory()`` after each batch: ``malloc_trim(0)`` gives every free page back.
 
-With the trim the RSS between batches stays at 480-488 MiB over 1000 images. In 10-batch probes the
-per-batch peak was 958-990 MiB with both set by environment variables (969-1024 with the calls
-below), 950-1019 with one arena alone and 1030-1099 with the trim alone; single runs, and the
-per-process peak of identical runs still scattered by about 5 % (benchmarks/README.md, run d).
-
-That scatter came from within one step: the one that records self-attention, which holds the
-explicit maps and the layers' activations at once. A malloc trace of one batch showed the same
-sequence of large allocations in every run, placed differently (heap or mmap, which hole); other
-threads allocate beside the main one, at times set by the scheduler. How many freed heap pages
-stayed resident differed with the placement. ``attention.recording`` therefore calls
-``release_free_memory()`` before each attention layer of those steps: one-batch peaks (10 or 50
-steps) went from 946-1085 MiB over 12 runs to 918-934 MiB over 6, at about 0.3 s per batch.
+Within a batch, the step that records self-attention holds the explicit maps and the layers'
+activations at once, and how many freed heap pages stay resident depends on where glibc placed
+each tensor; ``attention.recording`` therefore calls ``release_free_memory()`` before each
+attention layer of those steps. The measurements behind both are in
+docs/decisions.md#capture-memory-and-speed.
 
 ``malloc_trim`` and ``mallopt`` are glibc functions; on another C library (musl, macOS,
 Windows) both calls do nothing and return False, since that allocator is not the one measured.

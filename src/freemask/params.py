@@ -34,7 +34,7 @@ class World(_Section):
 
 class TrainGenerator(_Section):
     seed: int = 0
-    threads: int = Field(2, ge=1)  # trained once, on an otherwise idle 2-core machine
+    threads: int = Field(2, ge=1)  # torch threads (docs/decisions.md#toy-generator)
     steps: int = Field(4500, gt=0)
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -45,10 +45,9 @@ class TrainGenerator(_Section):
     attention_heads: int = Field(2, gt=0)
     text_hidden: int = Field(64, gt=0)
     attention_levels: int = Field(3, gt=0)  # UNet levels with self+cross attention, counted from the coarsest
-    text_layers: int = Field(0, ge=0)  # 0: each token's embedding carries only its own word (see toy.py)
-    # What the UNet predicts. "v_prediction" (Salimans & Ho 2022): at high noise the model predicts
-    # the image itself, so the scene's colour comes from the prompt; with "epsilon" it comes from
-    # noise errors amplified by 1/sqrt(alpha_bar) (see toy.build_train_scheduler).
+    text_layers: int = Field(0, ge=0)  # 0: each token's embedding carries only its own word
+    # What the UNet predicts: "epsilon" (the noise) or "v_prediction" (Salimans & Ho 2022; at high
+    # noise, the image itself); see toy.build_train_scheduler and docs/decisions.md#toy-generator
     prediction: Literal["epsilon", "v_prediction"] = "v_prediction"
     checkpoint_every: int = Field(250, gt=0)
 
@@ -76,13 +75,7 @@ class Refine(_Section):
     an attention store records self-attention at one resolution, so one recording serves both rules
     (the assess stage's mask-quality table scores every rule on the same recording).
 
-    Chosen (commit 8fc7da6) on seed-7 generated samples (against the foreground of a scale-jittered
-    oracle) and seed-1 noised renders (against the truth), on the uniform-background renders of that
-    time; the stages use seed 0. Mean IoU, samples / renders: beta 2, 1 step, bg_power 6: 0.960 /
-    0.909; bg_power 4: 0.911 / 0.910 (boat 0.60 on samples); bg_power 12: 0.937 / 0.886 (car 0.71);
-    the Otsu-binarised walk that preceded it (beta 1, 2 steps): 0.927 / 0.895 (car 0.69 / 0.74: it
-    cut the wheels off). These are selection-time probes, not current figures: the current ones,
-    on today's world and generator, are in ``metrics/generator_quality.json`` (the assess stage).
+    How the defaults were chosen: docs/decisions.md#mask-refinement.
     """
 
     resolution: int = Field(32, gt=0)  # the self-attention layers whose maps are the affinities
@@ -90,10 +83,7 @@ class Refine(_Section):
     walk_steps: int = Field(1, ge=0)
     bg_power: float = Field(6.0, gt=0)  # background score (1 - map) ** bg_power (AffinityNet's alpha)
     grid_step: float = Field(0.05, gt=0, lt=0.5)  # candidate thresholds: grid_step, 2*grid_step, ... < 1
-    # self-attention is recorded at the last self_attention_steps recorded sampling steps (null: all).
-    # 1 (the least noisy step) against all 5 recorded steps, seed-0 renders / seed-7 samples vs the
-    # oracle, probed when it was chosen: 0.905 / 0.782 against 0.889 / 0.782, and the sampling loop
-    # about 17 % faster
+    # self-attention is recorded at the last self_attention_steps recorded sampling steps (null: all)
     self_attention_steps: int | None = Field(1, ge=1)
 
 
@@ -118,13 +108,10 @@ class DiffuMask(_Section):
     """DiffuMask-style masks (Wu et al., ICCV 2023; used by threshold.rule = diffumask): a constant
     threshold and a subset of attention resolutions *per class*.
 
-    DiffuMask fuses each class's cross-attention from its own resolutions (each map normalised, then
-    averaged; in the authors' VOC script most classes average 16/32/64 and a few large ones use 8
-    alone) and found that the best threshold differs by class (their Fig. 3: mask IoU against a
-    VOC-trained Mask2Former over thresholds 0.30-0.54, 1k generated images per class). The toy
-    defaults are neutral -- 0.5 and the toy generator's finest resolution for every class -- and were
-    NOT tuned on any toy data: calibrating them (e.g. against the oracle on generated samples, as
-    DiffuMask did) is the user's job. Every toy class must be listed in both mappings.
+    A class's map is the mean of its cross-attention maps at its own resolutions (each map
+    normalised), its mask that map above its own threshold. The defaults are neutral -- 0.5 and the
+    toy generator's finest resolution for every class -- and not tuned on toy data
+    (docs/decisions.md#baseline-mask-rules). Every toy class must be listed in both mappings.
     """
 
     thresholds: dict[str, _Unit] = Field(default_factory=lambda: {c: 0.5 for c in CLASSES})
@@ -146,9 +133,7 @@ class DatasetDiffusion(_Section):
     dataset_diffusion): the cross-attention map refined by the self-attention raised to the power
     ``tau`` (A_self^tau @ A_cross, self-attention at generate.refine.resolution), min-max normalised;
     object where the refined score >= ``high``, ignored (label 255) where ``low`` <= score < ``high``,
-    background below ``low``. Defaults from the authors: tau = 4 (the paper's self-attention
-    exponentiation; ``matrix_power(affinity, 4)`` in their gen_data.py) and the band [0.5, 0.6)
-    (gen_data.py: --threshold 0.6, --uncertainty-threshold 0.5).
+    background below ``low``. The defaults are the authors' (docs/decisions.md#baseline-mask-rules).
     """
 
     tau: int = Field(4, ge=1)
@@ -169,16 +154,12 @@ class Generate(_Section):
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(20, gt=0)
     guidance: float = Field(3.0, ge=1)
-    # guidance only at steps with timestep <= this (1000: every step); see sampling.sample. On the
-    # v-prediction generator, 160 seed-7 samples, render-classifier accuracy: guidance 3 at every
-    # step 0.66, guidance 2 0.71, no guidance 0.92, guidance 3 at t <= 600 0.79, at t <= 400 0.93
+    # guidance only at steps with timestep <= this (1000: every step); see sampling.sample
     guidance_max_timestep: int = Field(400, gt=0, le=1000)
     batch_size: int = Field(32, gt=0)
-    # chosen on noised renders with seed 1 (assess reports seed 0): 32x32 maps with Otsu scored
-    # 0.905 mean / 0.73 worst class, 32+16 at 0.6 scored 0.825, 16 alone at 0.6 scored 0.74
+    # the cross-attention resolutions whose maps are averaged into the object's map
     resolutions: list[int] = Field(default_factory=lambda: [32], min_length=1)
-    # maps are averaged over the sampling steps with timestep <= max_timestep: early, noisy steps
-    # scatter the 32x32 maps (64 seed-7 samples vs the oracle: all steps 0.27, <=400 0.43, <=200 0.47)
+    # maps are averaged over the sampling steps with timestep <= max_timestep
     max_timestep: int = Field(200, gt=0, le=1000)
     threshold: Threshold = Threshold()
     refine: Refine = Refine()
@@ -194,8 +175,7 @@ class Compose(_Section):
     mode: Literal["random", "same_background"] = "same_background"
     n_images: int = Field(1000, ge=0)
     max_objects: int = Field(3, ge=1, le=8)
-    # an object's longer side, drawn uniformly from [min_size, max_size] of the image side; chosen on
-    # the dev split (the first 500 real train images, never val): see README, "What moved these numbers"
+    # an object's longer side, drawn uniformly from [min_size, max_size] of the image side
     min_size: float = Field(0.15, gt=0, le=1)
     max_size: float = Field(0.4, gt=0, le=1)
     shard_size: int = Field(500, gt=0)
@@ -219,8 +199,6 @@ class Train(_Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     checkpoint_every: int = Field(250, gt=0)  # steps between resumable checkpoints (not in the results)
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
-    # the README's first command must finish in 20 min on 2 cores: 1500 steps fit once generate
-    # got cheaper and the input went to 64 px (a segmenter stage ran 339 s at 1500 steps at 128 px)
     steps: int = Field(1200, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: float = Field(3e-3, gt=0)
@@ -229,18 +207,10 @@ class Train(_Section):
     grad_clip: float = Field(1.0, ge=0)  # max gradient norm, 0 = off
     color_jitter: float = Field(0.2, ge=0, lt=1)  # brightness and tint jitter of training images
     pixel_noise: float = Field(0.04, ge=0)  # std of Gaussian noise on [0, 1] pixels
-    # Random zoom (log-uniform in [min, max]) and shift of training images; [1, 1] = off. Without it
-    # the real-data model (the oracle that judges generated samples) read a class off size and
-    # position: it called 47 % of a generated ball's pixels balloon and 16 % of a chair's ball, as
-    # single-object samples are centred and 1.5-2x the size of objects in scenes. On the 480 samples
-    # (and masks) of the previous generate run, oracle IoU (mean / ball) and val mIoU: off, 850
-    # steps .73/.46, .955; [0.8, 2] 850 steps .83/.78, .908; [0.8, 2] on half the images 850 steps
-    # .84/.64, .929; [0.8, 2] 1500 steps .87/.77, .930 (the default is 1000 steps: see `steps`).
+    # Random zoom (log-uniform in [min, max]) and shift of training images; [1, 1] = off
     scale_range: list[float] = Field(default_factory=lambda: [0.8, 2.0], min_length=2, max_length=2)
     scale_prob: float = Field(1.0, ge=0, le=1)  # share of training images that get the zoom
-    # the 32 px toy images are upsampled 2x and cut into 2 px patches. Measured at 1000 steps against
-    # 128 px / 4 px patches (the same token count): real held-out mIoU 0.918 vs 0.886, synthetic-only
-    # val mIoU 0.665 vs 0.590, 187 s vs 215 s (64 px / 4 px patches: 106 s but 0.834 held-out)
+    # the side images are resized to (the 32 px toy images: upsampled 2x)
     input_size: int = Field(64, ge=32)
     patch_size: int = Field(2, ge=1)  # backbone stem stride; masks come out at input_size / patch_size
     window_size: int = Field(4, ge=2)
@@ -283,9 +253,7 @@ class Assess(_Section):
     renders_per_class: int = Field(30, gt=0)
     noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
     # mask-quality table (every threshold rule x every resolution subset): generated samples per class,
-    # regenerated with the generate params and the seeds of the generate stage's first ones per class.
-    # Cost, 1 thread on a loaded 2-core box: 1.15 CPU-s per re-made sample + 0.06 per sample and render
-    # to score the 26 rows; 5 per class adds ~60 CPU-s to the stage's ~210 (classifier 140, renders 55)
+    # regenerated with the generate params and the seeds of the generate stage's first ones per class
     mask_quality_per_class: int = Field(5, gt=0)
     mask_quality_resolutions: list[_Resolutions] = Field(
         default_factory=lambda: [[32], [16], [8], [32, 16], [32, 16, 8]], min_length=1)
@@ -297,11 +265,8 @@ class AffinityNetParams(_Section):
     stage trains it on the generated objects and their own attention maps (no ground truth: pixels
     at or above ``fg`` are confident object, at or below ``bg`` confident background); the assess
     stage's mask-quality table scores the affinity rule with it beside the self-attention rows, with
-    the same walk (generate.refine). The generate stage keeps the self-attention.
-
-    Chosen on a probe (seed 0, 400 steps; the walk of generate.refine): mean IoU 0.896 vs the oracle
-    on re-made samples and 0.963 vs the truth on noised renders, against 0.897 / 0.973 with the
-    self-attention; a stronger walk (beta 2, 4 steps) gave 0.897 / 0.968.
+    the same walk (generate.refine). The generate stage keeps the self-attention
+    (docs/decisions.md#learned-affinity-network).
     """
 
     seed: int = 0

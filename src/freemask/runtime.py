@@ -20,7 +20,8 @@ def run_stage(fn: Callable[..., None]) -> None:
     """Validate the whole params.yaml before any work, then run ``fn(params)`` with the replicate
     seed applied (:meth:`Params.replicated`).
 
-    Bad params, a bad launcher environment (``RANK`` / ``WORLD_SIZE``) and missing inputs end the process with a one-paragraph message, not a traceback.
+    Bad params, a bad launcher environment (``RANK`` / ``WORLD_SIZE``) and missing inputs end the process
+    with a one-paragraph message, not a traceback.
     """
     try:
         params = load(os.environ.get("FREEMASK_PARAMS", "params.yaml"))

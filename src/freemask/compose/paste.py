@@ -99,7 +99,8 @@ def load_scenes(scenes_dir) -> list[Scene]:
     return [Scene(k, _background(k, m["meta.json"], scenes_dir), m["image.png"]) for k, m in shards.read_shards(scenes_dir)]
 
 
-def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout], cfg: Compose) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout],
+                cfg: Compose) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """1 to ``max_objects`` objects drawn uniformly from ``pool``, pasted in turn at random positions
     with a side drawn from [``min_size``, ``max_size``]."""
     image, label = scene.copy(), np.zeros(scene.shape[:2], np.uint8)

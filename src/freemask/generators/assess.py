@@ -61,7 +61,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, steps: int, seed: i
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
         x = (x_all[idx] + 1) / 2
-        x = x * (0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=g)) * (0.85 + 0.3 * torch.rand(batch_size, 3, 1, 1, generator=g))
+        x = x * (0.7 + 0.6 * torch.rand(batch_size, 1, 1, 1, generator=g)) \
+            * (0.85 + 0.3 * torch.rand(batch_size, 3, 1, 1, generator=g))
         x = x.clamp(0, 1) * 2 - 1 + 0.05 * torch.randn(x.shape, generator=g)
         loss = F.cross_entropy(net(x), y_all[idx])
         opt.zero_grad()

@@ -33,9 +33,9 @@ SELF_ATTENTION_CHUNK_BYTES = 32 * 2**20
 
 class ScratchBuffers:
     """Buffers reused by every chunk of every self-attention layer of a recording: the chunk's scores
-    and probabilities. Allocated fresh instead, each chunk-sized tensor (32 MiB) would be a fresh
-    mmap from glibc, paid again in page faults at every chunk (measured at 32x32, 2 heads, 32
-    prompts: 0.17 s per layer call against 0.04 s with reused buffers and 0.03 s for SDPA)."""
+    and probabilities. Allocated fresh instead, each chunk-sized tensor would be a fresh mmap from
+    glibc, paid again in page faults at every chunk (figures in
+    docs/decisions.md#capture-memory-and-speed)."""
 
     def __init__(self):
         self._flat: dict[str, torch.Tensor] = {}
@@ -198,8 +198,7 @@ class CrossAttentionRecorder:
 
     While the store is inactive (sampling steps outside the recorded timesteps) the layer's own
     processor ``fallback`` runs instead, when given: the explicit probabilities are only computed
-    where they are kept (at 32x32 the explicit self-attention costs about as much again as the rest of
-    a toy sampling step)."""
+    where they are kept."""
 
     def __init__(self, store: AttentionStore, layer: str, self_attention: bool = False, fallback=None,
                  scratch: ScratchBuffers | None = None):
@@ -370,7 +369,7 @@ class recording:
         back (``freemask.memory``). Those steps hold the explicit self-attention chunks and the layers'
         activations at once, and the heap pages earlier layers freed stay resident unless released;
         how many depends on where glibc placed each tensor, which differs from run to run. The
-        measured effect on the stage's peak is in ``freemask.memory``."""
+        measured effect on the stage's peak: docs/decisions.md#capture-memory-and-speed."""
         if self.store.active and self.store.self_active:
             release_free_memory()
 

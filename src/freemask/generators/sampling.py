@@ -25,9 +25,8 @@ def sample(gen: ToyGenerator, prompts: list[str], seeds: list[int], steps: int, 
 
     Classifier-free guidance is applied at the steps whose timestep is at most
     ``guidance_max_timestep`` (all steps if None); above it the conditional prediction is used
-    alone. Guidance in a limited interval (Kynkaanniemi et al., 2024): at high noise the
-    unconditional prediction is the training set's average scene, and extrapolating away from it
-    there pushes the image's colours off their scene's (a sky came out green at guidance 3)."""
+    alone: guidance in a limited interval (Kynkaanniemi et al., 2024; why here:
+    docs/decisions.md#generation)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     unet = gen.unet

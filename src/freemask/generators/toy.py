@@ -39,11 +39,8 @@ def build_tokenizer(words: list[str] | None = None, max_length: int = MAX_TOKENS
 def build_text_encoder(vocab_size: int, hidden: int, layers: int, max_length: int = MAX_TOKENS) -> CLIPTextModel:
     """A tiny CLIP text encoder from a config; ``layers=0`` keeps only embeddings and the final norm.
 
-    With self-attention layers trained jointly from scratch, the causal encoder copies the object
-    into every later token ([EOS], the background word), so the UNet may take the object from
-    any of them and the object token's map need not localise: in our runs 3 of 8 classes came
-    out inverted (IoU ~0.01), and which ones changed from run to run. Without mixing layers the
-    object word's own token is the only carrier of the object, as SD's object tokens nearly are.
+    Without mixing layers the object word's own token is the only carrier of the object (why the
+    toy generator has none: docs/decisions.md#toy-generator).
     """
     cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=max_length,
@@ -56,9 +53,7 @@ def build_unet(resolution: int, channels: list[int], cross_dim: int, heads: int,
     """Self- and cross-attention at the ``attention_levels`` coarsest levels (default: all of them).
 
     With all three levels of a 32 px model that is 32x32, 16x16 and 8x8, as SD 1.5 has 64/32/16/8
-    latent levels: object-token maps at full resolution are what thin objects (an aeroplane's
-    wings, a chair's legs) need; at 16x16 alone even the best per-image threshold stays near
-    IoU 0.5 for them.
+    latent levels (why all of them: docs/decisions.md#toy-generator).
     """
     n = len(channels)
     k = n if attention_levels is None else attention_levels
@@ -71,10 +66,8 @@ def build_unet(resolution: int, channels: list[int], cross_dim: int, heads: int,
 
 
 def build_train_scheduler(prediction: str = "v_prediction") -> DDPMScheduler:
-    """Cosine noise schedule. Its signal scale sqrt(alpha_bar) is 0.06 at t=960, so an epsilon
-    model's image estimate there magnifies every error 16x: trained that way, our 3000-step model
-    got the image's mean colour wrong by 40/255 at t=960 (1/255 at t=200) and its samples came
-    out in random tints. With v-prediction the model predicts the image directly at high noise."""
+    """Cosine noise schedule over 1000 timesteps; the model predicts ``prediction`` ("v_prediction":
+    the image itself at high noise, or "epsilon"; why v: docs/decisions.md#toy-generator)."""
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction)
 
 

@@ -29,7 +29,7 @@ def transition_matrix(affinity: torch.Tensor, beta: float) -> torch.Tensor:
     if (affinity < 0).any():
         raise ValueError("affinities must be non-negative (attention probabilities are)")
     # one float64 copy, then in place: a (B, N, N) batch at 32x32 is 128 MiB per float64 copy per 16
-    # images, and the out-of-place ``a ** beta / sum`` held three of them at once (the stage's peak RSS)
+    # images (docs/decisions.md#mask-refinement)
     a = affinity.to(torch.float64, copy=True)
     if beta != 1:
         a.pow_(beta)

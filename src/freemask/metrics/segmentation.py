@@ -44,7 +44,8 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     p = pred[keep].astype(np.int64)
     g = gt[keep].astype(np.int64)
     _check_labels(p, "pred", num_classes, None)
-    return np.bincount(g * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes).astype(np.int64)
+    counts = np.bincount(g * num_classes + p, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
 def iou_per_class(conf: np.ndarray) -> np.ndarray:

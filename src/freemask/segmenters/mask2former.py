@@ -227,7 +227,8 @@ def load_segmenter(path: str | Path):
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; run the train stage first)")
+        raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; "
+                                "run the train stage first)")
     model = Mask2FormerForUniversalSegmentation.from_pretrained(str(path), local_files_only=True)
     model.eval()
     return model
@@ -341,10 +342,10 @@ def _count_masks_globally(model, ranks: Ranks) -> None:
 
 def _all_reduce_mean(tensors: list[torch.Tensor | None], like: list[torch.Tensor], world_size: int) -> list[torch.Tensor]:
     """Average tensors over the processes in one collective (None counts as zeros shaped like ``like``)."""
-    flat = torch.cat([(t if t is not None else torch.zeros_like(l)).reshape(-1) for t, l in zip(tensors, like)])
+    flat = torch.cat([(t if t is not None else torch.zeros_like(ref)).reshape(-1) for t, ref in zip(tensors, like)])
     dist.all_reduce(flat)
     flat /= world_size
-    return list(torch.split(flat, [l.numel() for l in like]))
+    return list(torch.split(flat, [ref.numel() for ref in like]))
 
 
 def _train_step(model, opt, scaler, cfg: Train, step: int, x: torch.Tensor, y: torch.Tensor, ranks: Ranks) -> float:

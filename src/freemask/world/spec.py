@@ -126,6 +126,6 @@ def true_priors() -> dict:
         "support": SUPPORT,
         "placement": {c: {"y_range": list(p.y_range), "size_at_top": p.size_at_top, "size_slope": p.size_slope}
                       for c, p in PLACEMENT.items()},
-        "lighting": {b: {"brightness": l.brightness, "tint": list(l.tint)} for b, l in LIGHTING.items()},
+        "lighting": {b: {"brightness": light.brightness, "tint": list(light.tint)} for b, light in LIGHTING.items()},
         "look_alike": [list(p) for p in LOOK_ALIKE],
     }
