@@ -130,9 +130,13 @@ def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_genera
         runs.append((store, out))
     (chunked, out_chunked), (whole, out_whole) = runs
     assert chunked.self_count == whole.self_count > 0
-    assert torch.equal(chunked.affinity(), whole.affinity())
-    assert torch.equal(chunked.affinity(slice(1, 2)), whole.affinity()[1:2])
-    assert torch.allclose(out_chunked, out_whole, atol=1e-6)
+    # a chunk's scores and softmax are a (heads, HW, HW) batch, the whole one's (prompts * heads, HW, HW):
+    # another batch shape may take another kernel. The affinities here are 0.0019 to 0.0079, within 1.2e-6
+    # relative of a float64 run; a wrong, dropped or doubled row is off by 30 % or more
+    torch.testing.assert_close(chunked.affinity(), whole.affinity(), rtol=1e-5, atol=1e-8)
+    assert torch.equal(chunked.affinity(slice(1, 2)), chunked.affinity()[1:2])  # the rows of the same sums
+    # probabilities 1.2e-6 off (as float32 is from float64 here) move the UNet output by up to 1.1e-6
+    assert torch.allclose(out_chunked, out_whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("kept", [slice(2, 4), slice(1, 4, 2)])
