@@ -80,7 +80,9 @@ def test_sd15_shaped_checkpoint_gives_an_image_and_one_map_per_word(sd_folder):
     assert out.masks.dtype == bool and out.masks.shape == out.maps.shape
     grid = threshold_grid(cfg.refine.grid_step)
     for m, mask in zip(out.maps.reshape(-1, 128, 128), out.masks.reshape(-1, 128, 128)):
-        assert any(np.array_equal(mask, m > t) for t in grid)
+        # cut in float32 as the refinement cuts: a pixel at float32(t) is above the float64 t, and the maps'
+        # last bits (so whether such a pixel turns up) differ from CPU to CPU
+        assert any(np.array_equal(mask, m > np.float32(t)) for t in grid)
     again = generate_with_masks(pipe, prompts, words, seeds, cfg)
     assert np.array_equal(out.images, again.images) and np.array_equal(out.maps, again.maps)
     assert np.array_equal(out.masks, again.masks)
