@@ -170,6 +170,7 @@ def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(t
     for calls in chunks_per_run:  # a prompt at a time, all 4 rows of the batch, in both runs
         assert len(calls) == 4 * len(self_layers) and set(calls) <= heads
     assert mine.self_count == every.self_count > 0
+    # exact: both runs compute the same one-prompt chunks, and keeping rows only adds and divides elementwise
     assert torch.equal(mine.affinity(), every.affinity()[kept])
     assert torch.equal(out_mine, out_every)
 

@@ -65,7 +65,7 @@ def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded
     assert rec.transition(gcfg.refine.beta, gcfg) is rec.transition(gcfg.refine.beta, gcfg)  # computed once
     for setting, cfg, ious, ignored in zip(scores.settings, scores.configs, scores.iou, scores.ignored):
         m = masks_from_store(rec.store, images.shape[1], cfg, classes)  # a fresh recording view: nothing cached
-        again = masks_from_recorded(rec, cfg, classes)
+        again = masks_from_recorded(rec, cfg, classes)  # both walk the 3 images as one piece: exact
         assert np.array_equal(m.foreground, again.foreground) and np.array_equal(m.ignore, again.ignore), setting
         want = [mask_iou(f, r, i) for f, r, i in zip(m.foreground, reference, m.ignore)]
         assert np.allclose(ious[0], want) and np.allclose(ignored[0], m.ignore.mean((1, 2)))
