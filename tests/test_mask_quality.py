@@ -85,9 +85,9 @@ def test_transitions_made_an_image_at_a_time_give_the_same_masks(gcfg, recorded,
     chunked, whole = masks_from_store(rec.store, images.shape[1], cfg, classes), masks_from_recorded(rec, cfg, classes)
     # a one-image product takes BLAS's matrix-vector path: the refined maps may differ in the last bit
     assert np.allclose(chunked.maps, whole.maps, rtol=0, atol=1e-6)
-    # so a pixel within rounding of a threshold could flip on another CPU (none is near one here: the walked
-    # scores are 0.25 apart, dataset_diffusion's refined scores 7e-5 from its band); a wrong image's maps (and
-    # under dataset_diffusion its transition matrix) change far more than 0.1 % of the pixels
+    # so a pixel within rounding of a threshold could flip on another CPU (none is near one here: each pixel's
+    # walked foreground and background scores are 0.25 apart, dataset_diffusion's refined scores 7e-5 from its
+    # band); a wrong image's maps (and under dataset_diffusion its transitions) change far more than 0.1 % of pixels
     for a, b in ((chunked.foreground, whole.foreground), (chunked.ignore, whole.ignore)):
         assert (a == b).mean() >= 0.999
     assert not pieces._transitions  # nothing kept
