@@ -130,9 +130,13 @@ def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_genera
         runs.append((store, out))
     (chunked, out_chunked), (whole, out_whole) = runs
     assert chunked.self_count == whole.self_count > 0
-    assert torch.equal(chunked.affinity(), whole.affinity())
-    assert torch.equal(chunked.affinity(slice(1, 2)), whole.affinity()[1:2])
-    assert torch.allclose(out_chunked, out_whole, atol=1e-6)
+    # a chunk's scores and softmax are a (heads, HW, HW) batch, the whole one's (prompts * heads, HW, HW):
+    # another batch shape may take another kernel. The affinities here are 0.0019 to 0.0079, within 1.2e-6
+    # relative of a float64 run; a wrong, dropped or doubled row is off by 30 % or more
+    torch.testing.assert_close(chunked.affinity(), whole.affinity(), rtol=1e-5, atol=1e-8)
+    assert torch.equal(chunked.affinity(slice(1, 2)), chunked.affinity()[1:2])  # the rows of the same sums
+    # probabilities 1.2e-6 off (as float32 is from float64 here) move the UNet output by up to 1.1e-6
+    assert torch.allclose(out_chunked, out_whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("kept", [slice(2, 4), slice(1, 4, 2)])
@@ -166,6 +170,7 @@ def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(t
     for calls in chunks_per_run:  # a prompt at a time, all 4 rows of the batch, in both runs
         assert len(calls) == 4 * len(self_layers) and set(calls) <= heads
     assert mine.self_count == every.self_count > 0
+    # exact: both runs compute the same one-prompt chunks, and keeping rows only adds and divides elementwise
     assert torch.equal(mine.affinity(), every.affinity()[kept])
     assert torch.equal(out_mine, out_every)
 

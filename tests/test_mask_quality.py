@@ -65,7 +65,7 @@ def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded
     assert rec.transition(gcfg.refine.beta, gcfg) is rec.transition(gcfg.refine.beta, gcfg)  # computed once
     for setting, cfg, ious, ignored in zip(scores.settings, scores.configs, scores.iou, scores.ignored):
         m = masks_from_store(rec.store, images.shape[1], cfg, classes)  # a fresh recording view: nothing cached
-        again = masks_from_recorded(rec, cfg, classes)
+        again = masks_from_recorded(rec, cfg, classes)  # both walk the 3 images as one piece: exact
         assert np.array_equal(m.foreground, again.foreground) and np.array_equal(m.ignore, again.ignore), setting
         want = [mask_iou(f, r, i) for f, r, i in zip(m.foreground, reference, m.ignore)]
         assert np.allclose(ious[0], want) and np.allclose(ignored[0], m.ignore.mean((1, 2)))
@@ -85,7 +85,11 @@ def test_transitions_made_an_image_at_a_time_give_the_same_masks(gcfg, recorded,
     chunked, whole = masks_from_store(rec.store, images.shape[1], cfg, classes), masks_from_recorded(rec, cfg, classes)
     # a one-image product takes BLAS's matrix-vector path: the refined maps may differ in the last bit
     assert np.allclose(chunked.maps, whole.maps, rtol=0, atol=1e-6)
-    assert np.array_equal(chunked.foreground, whole.foreground) and np.array_equal(chunked.ignore, whole.ignore)
+    # so a pixel within rounding of a threshold could flip on another CPU (none is near one here: each pixel's
+    # walked foreground and background scores are 0.25 apart, dataset_diffusion's refined scores 7e-5 from its
+    # band); a wrong image's maps (and under dataset_diffusion its transitions) change far more than 0.1 % of pixels
+    for a, b in ((chunked.foreground, whole.foreground), (chunked.ignore, whole.ignore)):
+        assert (a == b).mean() >= 0.999
     assert not pieces._transitions  # nothing kept
 
 

@@ -80,7 +80,9 @@ def test_sd15_shaped_checkpoint_gives_an_image_and_one_map_per_word(sd_folder):
     assert out.masks.dtype == bool and out.masks.shape == out.maps.shape
     grid = threshold_grid(cfg.refine.grid_step)
     for m, mask in zip(out.maps.reshape(-1, 128, 128), out.masks.reshape(-1, 128, 128)):
-        assert any(np.array_equal(mask, m > t) for t in grid)
+        # cut in float32 as the refinement cuts: a pixel at float32(t) is above the float64 t, and the maps'
+        # last bits (so whether such a pixel turns up) differ from CPU to CPU
+        assert any(np.array_equal(mask, m > np.float32(t)) for t in grid)
     again = generate_with_masks(pipe, prompts, words, seeds, cfg)
     assert np.array_equal(out.images, again.images) and np.array_equal(out.maps, again.maps)
     assert np.array_equal(out.masks, again.masks)
@@ -118,8 +120,11 @@ def test_refined_masks_walk_each_words_map_on_its_images_affinity(monkeypatch):
     grid = threshold_grid(refine.grid_step)
     want = np.stack([np.stack([affinity_masks(maps[i:i + 1, w], transition_matrix(store.affinity(slice(i, i + 1)), 2.0),
                                               2, refine.bg_power, grid)[2][0] for w in range(2)]) for i in range(2)])
+    # both images' walk is one (2, N, N) product here, one image's a (1, N, N) one: the walked scores may differ
+    # in the last bits, but every pixel's foreground and background scores are 0.3 or more apart, so the masks
+    # cannot: exact on any CPU
     assert np.array_equal(sd.refined_masks(store, maps, refine), want)
-    monkeypatch.setattr(sd, "TRANSITION_CHUNK_BYTES", 1)
+    monkeypatch.setattr(sd, "TRANSITION_CHUNK_BYTES", 1)  # an image at a time: the very computation of `want`
     assert np.array_equal(sd.refined_masks(store, maps, refine), want)
 
 
