@@ -13,10 +13,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 @contextmanager
 def _exit_on(*errors: type[Exception]) -> Iterator[None]:
-    """The expected ``errors`` end the command with ``error: <message>`` on stderr and status 2."""
+    """The expected ``errors``, and a bad input file (:class:`freemask.errors.DataError`) always, end
+    the command with ``error: <message>`` on stderr and status 2."""
+    from .errors import DataError
+
     try:
         yield
-    except errors as err:
+    except (DataError, *errors) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
