@@ -111,3 +111,66 @@ def test_data_error_is_one_line_with_key_line_and_hint():
     assert str(err) == "x.y: a/b.txt line 3: bad value; re-make it"
     assert isinstance(err, ValueError)
     assert json.dumps(str(err))  # plain text
+
+
+# ------------------------------------------------- 1. a truncated or corrupt shard (compose)
+
+
+def test_truncated_shard_names_the_shard_and_the_stage_that_writes_it(repo):
+    shard = repo / "data/generated/objects/shard-00000.tar"
+    _object_shard(shard)
+    shard.write_bytes(shard.read_bytes()[:1500])  # cut inside a member's data
+    line = _one_error_line(_stage(repo, "compose"), "data/generated/objects/shard-00000.tar", "truncated or corrupt shard")
+    assert "re-run the `generate` stage" in line
+    assert not (repo / "data/composed").exists()
+
+
+def test_a_shard_cut_between_members_is_not_read_as_a_shorter_one(tmp_path):
+    """tarfile stops silently at a missing header: only the end-of-archive marker tells."""
+    shard = tmp_path / "shard-00000.tar"
+    _object_shard(shard)
+    whole = shard.read_bytes()
+    with tarfile.open(shard) as tar:
+        ends = [(info.offset_data + info.size + 511) // 512 * 512 for info in tar]
+    for cut in ends[:-1] + [ends[-1], ends[-1] + 512]:
+        shard.write_bytes(whole[:cut])
+        with pytest.raises(DataError, match="shard-00000.tar: truncated or corrupt shard"):
+            list(shards.read_shard(shard))
+    shard.write_bytes(whole)
+    assert len(list(shards.read_shard(shard))) == 3
+
+
+def _rewrite_member(shard: Path, name: str, data: bytes) -> None:
+    """``shard`` as a whole tar again, its member ``name`` holding ``data``."""
+    with tarfile.open(shard) as tar:
+        members = [(info.name, tar.extractfile(info).read()) for info in tar]
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, content in members:
+            content = data if member == name else content
+            info = tarfile.TarInfo(member)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+
+
+@pytest.mark.parametrize("damage, culprit", [
+    (lambda s: _rewrite_member(s, "bird_00001.image.png", b"\x89PNG\r\n\x1a\n" + bytes(40)),  # a PNG cut short
+     "member bird_00001.image.png does not decode"),
+    (lambda s: _rewrite_member(s, "bird_00001.meta.json", b'{"background": '), "member bird_00001.meta.json does not decode"),
+    (lambda s: s.write_bytes(s.read_bytes()[:1024 * 5]), "ends without the end-of-archive marker"),
+    (lambda s: s.write_bytes(b""), "not a whole tar archive (ReadError: empty file)"),
+])
+def test_damaged_shards_name_the_shard(repo, damage, culprit, monkeypatch, capsys):
+    shard = repo / "data/generated/objects/shard-00000.tar"
+    _object_shard(shard)
+    damage(shard)
+    line = _stage_here(monkeypatch, capsys, repo, "compose")
+    assert line.startswith("error: data/generated/objects/shard-00000.tar: truncated or corrupt shard: ") and culprit in line
+    assert line.endswith("; delete it and re-run the `generate` stage, which writes it")
+
+
+def test_sample_without_a_member_names_shard_and_sample(tmp_path):
+    shard = tmp_path / "shard-00000.tar"
+    shards.write_shard(shard, [("bird_00000", {"image.png": np.zeros((2, 2, 3), np.uint8)})])
+    (_, sample), = shards.read_shard(shard)
+    with pytest.raises(DataError, match=r"shard-00000\.tar: sample 'bird_00000' has no label\.png member \(it has image\.png\)"):
+        sample["label.png"]
