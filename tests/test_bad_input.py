@@ -174,3 +174,35 @@ def test_sample_without_a_member_names_shard_and_sample(tmp_path):
     (_, sample), = shards.read_shard(shard)
     with pytest.raises(DataError, match=r"shard-00000\.tar: sample 'bird_00000' has no label\.png member \(it has image\.png\)"):
         sample["label.png"]
+
+
+# ------------------------------------------------------ 2. an unreadable val JPEG (evaluate)
+
+
+def test_unreadable_val_jpeg_names_the_file(repo):
+    root = repo / "data/world/voc"
+    _voc_split(root, "val", {"a": LABEL, "b": LABEL})
+    jpeg = root / "JPEGImages/b.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:300])  # cut short
+    line = _one_error_line(_stage(repo, "evaluate"), "data/world/voc/JPEGImages/b.jpg", "unreadable image")
+    assert "re-run the `world` stage" in line
+    assert not (repo / "metrics").exists()
+
+
+# -------------------------------------------------- 3. a label value outside the class table
+
+
+def test_voc_label_outside_the_toy_classes_names_file_value_and_classes(repo):
+    bad = LABEL.copy()
+    bad[0, 0] = 12  # a VOC class id (dog), but the toy world has 9 classes
+    _voc_split(repo / "data/world/voc", "val", {"a": LABEL, "b": bad})
+    _one_error_line(_stage(repo, "evaluate"), "data/world/voc/SegmentationClass/b.png", "class index 12",
+                    "valid: 0..8, 255", "1 bird", "8 chair")
+
+
+def test_shard_label_outside_the_toy_classes_names_shard_sample_and_value(repo):
+    bad = LABEL.copy()
+    bad[0, 0] = 40
+    _object_shard(repo / "data/generated/objects/shard-00000.tar", label=bad)
+    _one_error_line(_stage(repo, "train", "synthetic"), "data/generated/objects/shard-00000.tar", "'bird_00000'",
+                    "label.png holds [40]", "0..8")

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import shards
+from ..data.arrays import shard_label
 from ..generators.dataset import PlannedSample, _fingerprint, _seed, attention_masks, plan_objects
 from ..generators.toy import ToyGenerator
 from ..metrics.segmentation import confusion_matrix, summarize
@@ -153,11 +154,9 @@ def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
     keys, images, labels = [], [], []
     for d in directories:
         for key, m in shards.read_shards(d):
-            if "label.png" not in m:
-                raise KeyError(f"sample {key} in {d} has no label.png member")
+            labels.append(shard_label(m))
             keys.append(f"{prefix}_{Path(d).name}_{key}")
             images.append(m["image.png"])
-            labels.append(m["label.png"])
     if not keys:
         raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
     return Samples(keys, np.stack(images), np.stack(labels))
