@@ -206,3 +206,44 @@ def test_shard_label_outside_the_toy_classes_names_shard_sample_and_value(repo):
     _object_shard(repo / "data/generated/objects/shard-00000.tar", label=bad)
     _one_error_line(_stage(repo, "train", "synthetic"), "data/generated/objects/shard-00000.tar", "'bird_00000'",
                     "label.png holds [40]", "0..8")
+
+
+# ---------------------------------------------------- 4. cross-field params (compose sizes)
+
+
+def test_compose_sizes_out_of_order_are_refused_by_params_validation(repo):
+    _params(repo, compose={"min_size": 0.5, "max_size": 0.2})
+    r = _stage(repo, "compose")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    # the params house style: the file, then one line per bad key
+    assert r.stderr.strip().splitlines() == [
+        f"error: {repo / 'params.yaml'}: invalid parameters",
+        "  compose.min_size (0.5) must be <= compose.max_size (0.2): an object's side is drawn from [min_size, max_size]"]
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("compose", {"min_size": 0.5, "max_size": 0.2}, r"compose\.min_size \(0\.5\) must be <= compose\.max_size \(0\.2\)"),
+    ("world", {"generator_background_only_share": 0.5, "generator_multi_object_share": 0.6},
+     r"world\.generator_background_only_share \(0\.5\) \+ world\.generator_multi_object_share \(0\.6\) must be <= 1"),
+    ("train", {"input_size": 40, "patch_size": 3}, r"train\.input_size \(40\) must be >= 16 \* train\.patch_size = 48"),
+    ("train", {"backbone": "r50", "input_size": 48}, r"train\.input_size \(48\) must be >= 16 \* r50's stem stride = 64"),
+    ("train", {"backbone_dim": 50}, r"train\.backbone_dim \(50\): the Swin stage widths \[50, 100, 200, 400\]"),
+    ("train", {"scale_range": [2.0, 1.0]}, r"train\.scale_range: needs 0 < min <= max"),
+    ("train_generator", {"channels": [12, 16, 20]}, r"train_generator\.channels: \[12, 20\] not a multiple of 8"),
+    ("train_generator", {"text_hidden": 15, "text_layers": 1}, r"train_generator\.text_hidden \(15\) must be even"),
+    ("train_generator", {"attention_levels": 4}, r"train_generator\.attention_levels: 4 levels asked"),
+    ("assess", {"noise_timesteps": [50, 1000]}, r"assess\.noise_timesteps\.1: Input should be less than 1000"),
+])
+def test_cross_field_checks_name_the_dotted_keys_and_not_the_whole_section(section, values, message):
+    data = dump_defaults()
+    data[section].update(values)
+    with pytest.raises(ParamsError, match=message) as err:
+        validate(data)
+    assert "Value error" not in str(err.value) and "(got {" not in str(err.value)
+    data[section] = dump_defaults()[section]
+    validate(data)  # the defaults pass
+
+
+def test_params_file_that_is_not_yaml_is_one_line(repo):
+    (repo / "params.yaml").write_text("compose:\n  min_size: [0.1\n  max_size: 0.4\n")
+    _one_error_line(_stage(repo, "compose"), "params.yaml: not valid YAML at line 3, column 11: expected ',' or ']'")
