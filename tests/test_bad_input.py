@@ -247,3 +247,80 @@ def test_cross_field_checks_name_the_dotted_keys_and_not_the_whole_section(secti
 def test_params_file_that_is_not_yaml_is_one_line(repo):
     (repo / "params.yaml").write_text("compose:\n  min_size: [0.1\n  max_size: 0.4\n")
     _one_error_line(_stage(repo, "compose"), "params.yaml: not valid YAML at line 3, column 11: expected ',' or ']'")
+
+
+# --------------------------------- 5. checkpoints are read without unpickling, damaged ones named
+
+
+@pytest.fixture
+def generator_repo(repo, tiny_world):
+    from freemask.world.build import generator_sample
+
+    shards.write_shard(repo / "data/world/generator_train/shard-00000.tar",
+                       ((f"{i:04d}", generator_sample(tiny_world, i)) for i in range(4)))
+    _params(repo, train_generator={"steps": 2, "batch_size": 2, "channels": [8, 16, 16], "text_hidden": 16})
+    return repo
+
+
+def test_truncated_generator_checkpoint_names_the_file(generator_repo, monkeypatch, capsys):
+    ckpt = generator_repo / "data/work/train_generator/state.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"step": torch.tensor(1), "w": torch.zeros(1000)}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:-200])
+    line = _stage_here(monkeypatch, capsys, generator_repo, "train_generator")
+    assert line == ("error: data/work/train_generator/state.pt: not a whole torch.save file (truncated or corrupt); "
+                    "delete it to train from the start")
+    assert not (generator_repo / "models").exists()
+
+
+class _RunsCode:
+    """Unpickled, this would make a folder: what a weights_only=False load of the file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_generator_checkpoint_is_not_unpickled(generator_repo, monkeypatch, capsys):
+    ckpt = generator_repo / "data/work/train_generator/state.pt"
+    ckpt.parent.mkdir(parents=True)
+    marker = generator_repo / "code_ran"
+    torch.save({"fingerprint": _RunsCode(marker), "step": 0}, ckpt)
+    line = _stage_here(monkeypatch, capsys, generator_repo, "train_generator")
+    assert "data/work/train_generator/state.pt: refused by a weights-only load" in line and "posix.mkdir" in line
+    assert not marker.exists()
+
+
+def test_damaged_segmenter_checkpoint_names_the_file(repo, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    _voc_split(repo / "data/world/voc", "train", {f"t{i}": LABEL for i in range(3)})
+    _params(repo, train={"steps": 2, "batch_size": 2, "input_size": 32, "train_num_points": 64})
+    ckpt = repo / "data/work/train_real/checkpoint"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text('{"fingerprint": "')  # cut short
+    (ckpt / "model.safetensors").write_bytes(rng.bytes(100))
+    line = _stage_here(monkeypatch, capsys, repo, "train", "real")
+    assert line.startswith("error: data/work/train_real/checkpoint/state.json: not valid JSON (JSONDecodeError: ")
+    assert line.endswith("; delete data/work/train_real/checkpoint to train from the start")
+
+
+def test_segmenter_checkpoint_files_are_read_safely(tmp_path):
+    """model.safetensors and optimizer.pt of a checkpoint whose state matches: damaged -> named."""
+    from freemask.segmenters.checkpoint import Progress, load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "ck", "fp", Progress(step=1, losses=[0.5]), model.state_dict(), None, opt)
+    # the optimizer's state (tensors, ints, floats, tuples) loads under weights_only=True
+    assert load_checkpoint(tmp_path / "ck", "fp", 10, model, opt, log=lambda _: None)[0].step == 1
+    for name, problem in (("optimizer.pt", "not a whole torch.save file"), ("model.safetensors", "not a whole safetensors")):
+        f = tmp_path / "ck" / name
+        good = f.read_bytes()
+        f.write_bytes(good[: len(good) // 2])
+        with pytest.raises(DataError, match=rf"ck/{name}: {problem}.*delete .*ck to train from the start"):
+            load_checkpoint(tmp_path / "ck", "fp", 10, model, opt, log=lambda _: None)
+        f.write_bytes(good)

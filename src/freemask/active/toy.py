@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data import shards
 from ..data.arrays import shard_label
+from ..errors import DataError, reason
 from ..generators.dataset import PlannedSample, _fingerprint, _seed, attention_masks, plan_objects
 from ..generators.toy import ToyGenerator
 from ..metrics.segmentation import confusion_matrix, summarize
@@ -92,8 +94,7 @@ class FreshSamples:
         else:
             f = self._cache_file(plan)
             if f.exists():
-                with np.load(f) as z:
-                    images, labels = z["images"], z["labels"]
+                images, labels = _read_cache(f)
             else:
                 images, labels = self._make(plan)
                 f.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,16 @@ class FreshSamples:
                     np.savez(fh, images=images, labels=labels)
                 os.replace(tmp, f)
         return Samples([p.key for p in plan], images, labels, [class_index(p.cls) for p in plan])
+
+
+def _read_cache(f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A round's cached samples (arrays only, never pickles); a damaged file is a DataError naming it."""
+    try:
+        with np.load(f) as z:
+            return z["images"], z["labels"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:  # np.load on a damaged .npz
+        raise DataError(f, f"damaged fresh-sample cache ({reason(err)})",
+                        "delete it: the round's samples are made again") from None
 
 
 class Trainer:
