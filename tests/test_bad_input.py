@@ -324,3 +324,99 @@ def test_segmenter_checkpoint_files_are_read_safely(tmp_path):
         with pytest.raises(DataError, match=rf"ck/{name}: {problem}.*delete .*ck to train from the start"):
             load_checkpoint(tmp_path / "ck", "fp", 10, model, opt, log=lambda _: None)
         f.write_bytes(good)
+
+
+# ----------------------------------------- 6. damaged generator and segmenter folders, the CLI
+
+
+@pytest.fixture
+def saved_generator(repo, tiny_generator):
+    from freemask.generators.toy import ToyGenerator
+
+    tiny_generator.save(repo / "models/generator")
+    return ToyGenerator, repo / "models/generator"
+
+
+def test_damaged_generator_folder_names_the_part(saved_generator, monkeypatch, capsys):
+    _, folder = saved_generator
+    f = folder / "text_encoder/model.safetensors"
+    f.write_bytes(f.read_bytes()[:50])
+    line = _stage_here(monkeypatch, capsys, folder.parents[1], "generate")
+    assert line.startswith("error: models/generator/text_encoder: damaged part of the generator (SafetensorError: ")
+    assert line.endswith("; re-run the `train_generator` stage, which writes it")
+    assert not (folder.parents[1] / "data").exists()
+
+
+@pytest.mark.parametrize("damage, culprit", [
+    ("unet/config.json", r"generator/unet: damaged part of the generator \(OSError: .*not a valid JSON file"),
+    ("unet/diffusion_pytorch_model.safetensors", r"generator: incomplete generator folder \(no unet/diffusion_pytorch"),
+    ("tokenizer/tokenizer.json", r"generator/tokenizer: damaged part of the generator \(JSONDecodeError"),
+    ("scheduler/scheduler_config.json", r"generator/scheduler: damaged part of the generator \(OSError"),
+])
+def test_each_damaged_generator_part_is_named(saved_generator, damage, culprit):
+    load, folder = saved_generator
+    f = folder / damage
+    if damage.endswith(".safetensors"):
+        f.unlink()
+    else:
+        f.write_bytes(f.read_bytes()[:20])
+    with pytest.raises(DataError, match=culprit):
+        load.load(folder)
+
+
+def test_generate_resolutions_the_generator_lacks_fail_before_outputs_are_touched(saved_generator, monkeypatch, capsys):
+    _, folder = saved_generator
+    repo = folder.parents[1]
+    _params(repo, generate={"resolutions": [64]})
+    old = repo / "data/generated/objects/shard-00000.tar"
+    _object_shard(old)
+    line = _stage_here(monkeypatch, capsys, repo, "generate")
+    assert line == ("error: generate.resolutions: no cross-attention at [64] in this generator "
+                    "(its attention layers are at [8, 16, 32])")
+    assert old.exists()  # the outputs of the previous params are still there
+
+
+def test_damaged_segmenter_read_by_evaluate_names_the_file(repo, monkeypatch, capsys):
+    from freemask.params import Train
+    from freemask.segmenters.mask2former import build_model
+
+    _voc_split(repo / "data/world/voc", "val", {"a": LABEL})
+    out = repo / "models/segmenter_synthetic"
+    build_model(9, Train(input_size=32, threads=1)).save_pretrained(str(out))
+    f = out / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:1000])
+    line = _stage_here(monkeypatch, capsys, repo, "evaluate")
+    assert line.startswith("error: models/segmenter_synthetic/model.safetensors: damaged segmenter (SafetensorError: ")
+    assert line.endswith("; re-run the `train_synthetic` stage, which writes it")
+
+
+def test_cli_generate_names_a_word_missing_from_the_prompt_and_a_damaged_generator(saved_generator, monkeypatch):
+    from typer.testing import CliRunner
+
+    from freemask.cli import app
+
+    _, folder = saved_generator
+    monkeypatch.chdir(folder.parents[1])
+    base = ["generate", "a photo of a bird on the grass", "--out", "out", "--params", "params.yaml"]
+    for args, message in ((["--word", "dog"], "error: word 'dog' does not occur in prompt 'a photo of a bird on the grass'"),
+                          (["--word", "cat"], "error: word 'cat' does not occur in prompt"),
+                          ([], "error: models/generator/unet: damaged part of the generator (OSError: Unable to load")):
+        if not args:
+            f = folder / "unet/diffusion_pytorch_model.safetensors"
+            f.write_bytes(f.read_bytes()[:100])
+        result = CliRunner().invoke(app, base + args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines()[-1].startswith(message), result.output
+    assert not (folder.parents[1] / "out").exists()
+
+
+def test_assess_checks_every_rule_s_resolutions_before_it_starts(tiny_generator):
+    from freemask.generators.masking import check_fits, check_resolutions
+    from freemask.params import Generate
+
+    cfg = Generate(refine={"resolution": 64})  # the fixed rule does not read it; the mask-quality table does
+    check_fits(cfg.model_copy(update={"threshold": cfg.threshold.model_copy(update={"rule": "fixed"})}), tiny_generator.unet)
+    with pytest.raises(ParamsError, match=r"generate\.refine\.resolution=64: the generator has no self-attention"):
+        check_fits(cfg, tiny_generator.unet, every_rule=True)
+    with pytest.raises(ParamsError, match=r"assess\.mask_quality_resolutions: no cross-attention at \[4\]"):
+        check_resolutions([32, 4], tiny_generator.unet, "assess.mask_quality_resolutions")
