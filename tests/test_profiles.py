@@ -57,7 +57,7 @@ def test_backbone_weights_that_do_not_fit_name_the_file_and_keys(tmp_path):
     state["extra.weight"] = torch.zeros(2)
     path = tmp_path / "wrong.safetensors"
     save_file(state, str(path))
-    with pytest.raises(ValueError, match=rf"train\.backbone_weights: .*wrong\.safetensors does not fit the backbone: "
+    with pytest.raises(ValueError, match=rf"train\.backbone_weights: .*wrong\.safetensors: does not fit the backbone: "
                                          rf"1 missing \(e\.g\. \['{dropped}'\]\); 1 unexpected \(e\.g\. \['extra\.weight'\]\)"):
         build_model(NUM_LABELS, Train(**TINY, backbone_weights=str(path)))
     with pytest.raises(FileNotFoundError, match=r"train\.backbone_weights: .*nowhere\.safetensors does not exist"):

@@ -106,5 +106,5 @@ def test_colour_label_images_and_path_lists_are_refused(tmp_path):
 
 def test_image_and_label_of_different_sizes_are_named(tmp_path):
     _voc_layout(tmp_path, {"x": (np.zeros((2, 3, 3), np.uint8), np.zeros((2, 2)))})
-    with pytest.raises(ValueError, match=r"x\.jpg is 3x2 but its label .*x\.png is 2x2"):
+    with pytest.raises(ValueError, match=r"x\.jpg: 3x2 pixels, but its label .*x\.png is 2x2"):
         voc.dataset(tmp_path, "val")[0]

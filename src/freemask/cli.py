@@ -13,10 +13,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 @contextmanager
 def _exit_on(*errors: type[Exception]) -> Iterator[None]:
-    """The expected ``errors`` end the command with ``error: <message>`` on stderr and status 2."""
+    """The expected ``errors``, and a bad input file (:class:`freemask.errors.DataError`) always, end
+    the command with ``error: <message>`` on stderr and status 2."""
+    from .errors import DataError
+
     try:
         yield
-    except errors as err:
+    except (DataError, *errors) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
@@ -51,15 +54,18 @@ def generate(
     from PIL import Image
 
     from .generators.attention import token_positions
-    from .generators.masking import masks_from_store, new_store
+    from .generators.masking import check_fits, masks_from_store, new_store
     from .generators.sampling import sample
     from .generators.toy import ToyGenerator
+    from .io import write_with
+    from .params import ParamsError
     from .world.spec import CLASSES
 
     cfg = _params(params).generate
     torch.set_num_threads(cfg.threads)
-    with _exit_on(KeyError, FileNotFoundError):
+    with _exit_on(KeyError, FileNotFoundError, ParamsError):
         gen = ToyGenerator.load(generator)
+        check_fits(cfg, gen.unet)
         word = word or next((w for w in prompt.split() if w in CLASSES), "")
         if not word:
             raise KeyError(f"no class word in {prompt!r}; pass --word")
@@ -69,11 +75,11 @@ def generate(
     with _exit_on(KeyError):  # diffumask: a word with no per-class params
         masks = masks_from_store(store, image.shape[0], cfg, [word])
     amap, mask, ignore = masks.maps[0], masks.foreground[0], masks.ignore[0]
-    out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(out / "image.png")
     # object 255, undecided pixels (rules with an uncertainty band) 128, background 0
-    Image.fromarray(np.where(mask, 255, np.where(ignore, 128, 0)).astype(np.uint8)).save(out / "mask.png")
-    Image.fromarray((amap * 255 + 0.5).astype(np.uint8)).save(out / "attention.png")
+    pngs = {"image.png": image, "mask.png": np.where(mask, 255, np.where(ignore, 128, 0)).astype(np.uint8),
+            "attention.png": (amap * 255 + 0.5).astype(np.uint8)}
+    for name, array in pngs.items():  # each whole or not at all
+        write_with(out / name, lambda tmp, a=array: Image.fromarray(a).save(tmp, format="PNG"))
     undecided = f", {ignore.mean():.0%} undecided" if ignore.any() else ""
     typer.echo(f"wrote {out}/image.png, mask.png, attention.png (mask covers {mask.mean():.0%}{undecided})")
 

@@ -31,6 +31,15 @@ class World(_Section):
     captions: int = Field(5000, gt=0)
     shard_size: int = Field(1000, gt=0)
 
+    @model_validator(mode="after")
+    def _shares_fit(self):
+        # the implausible share is of the single-object samples: it is not part of the sum
+        if self.generator_background_only_share + self.generator_multi_object_share > 1:
+            raise ValueError(f"world.generator_background_only_share ({self.generator_background_only_share}) + "
+                             f"world.generator_multi_object_share ({self.generator_multi_object_share}) must be <= 1: "
+                             f"they are shares of the same samples")
+        return self
+
 
 class TrainGenerator(_Section):
     seed: int = 0
@@ -54,8 +63,19 @@ class TrainGenerator(_Section):
     @model_validator(mode="after")
     def _levels_fit(self):
         if self.attention_levels > len(self.channels):
-            raise ValueError(f"attention_levels: {self.attention_levels} levels asked, the UNet has "
-                             f"{len(self.channels)} (len of channels)")
+            raise ValueError(f"train_generator.attention_levels: {self.attention_levels} levels asked, the UNet has "
+                             f"{len(self.channels)} (len of train_generator.channels)")
+        return self
+
+    @model_validator(mode="after")
+    def _widths_fit(self):
+        # toy.build_unet: GroupNorm with 8 groups; toy.build_text_encoder: 2 attention heads per layer
+        odd = [c for c in self.channels if c % 8]
+        if odd:
+            raise ValueError(f"train_generator.channels: {odd} not a multiple of 8 (the UNet's GroupNorm has 8 groups)")
+        if self.text_layers and self.text_hidden % 2:
+            raise ValueError(f"train_generator.text_hidden ({self.text_hidden}) must be even when "
+                             f"train_generator.text_layers > 0 (the text encoder's layers have 2 attention heads)")
         return self
 
 
@@ -180,6 +200,13 @@ class Compose(_Section):
     max_size: float = Field(0.4, gt=0, le=1)
     shard_size: int = Field(500, gt=0)
 
+    @model_validator(mode="after")
+    def _sizes_ordered(self):
+        if self.min_size > self.max_size:
+            raise ValueError(f"compose.min_size ({self.min_size}) must be <= compose.max_size ({self.max_size}): "
+                             f"an object's side is drawn from [min_size, max_size]")
+        return self
+
 
 # The architecture keys of Train that describe the micro profile; the real profiles fix their own.
 MICRO_ARCHITECTURE_KEYS = ("patch_size", "window_size", "backbone_dim", "backbone_depths", "hidden_dim",
@@ -231,7 +258,27 @@ class Train(_Section):
     def _scale_range_ordered(self):
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range: needs 0 < min <= max, got [{lo}, {hi}]")
+            raise ValueError(f"train.scale_range: needs 0 < min <= max, got [{lo}, {hi}]")
+        return self
+
+    @model_validator(mode="after")
+    def _input_fits_backbone(self):
+        # the coarsest feature map (stride 8 * the stem's) must be at least 2x2: the pixel decoder
+        # GroupNorm-s it and fails on 1x1 maps for a batch of one (checked again in build_model)
+        micro = self.backbone == "micro"
+        stem, key = (self.patch_size, "train.patch_size") if micro else (4, f"{self.backbone}'s stem stride")
+        if self.input_size < 16 * stem:
+            raise ValueError(f"train.input_size ({self.input_size}) must be >= 16 * {key} = {16 * stem}")
+        return self
+
+    @model_validator(mode="after")
+    def _swin_heads_fit(self):
+        # profiles.backbone_config: the micro Swin has one head per 32 channels (at least one) in each stage
+        widths = [self.backbone_dim * 2**i for i in range(4)]
+        odd = [w for w in widths if w % max(1, w // 32)]
+        if self.backbone == "micro" and odd:
+            raise ValueError(f"train.backbone_dim ({self.backbone_dim}): the Swin stage widths {widths} must divide "
+                             f"into their heads (one per 32 channels), {odd} do not; e.g. a multiple of 32")
         return self
 
     @model_validator(mode="after")
@@ -251,7 +298,9 @@ class Assess(_Section):
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
     classifier_steps: int = Field(1000, gt=0)
     renders_per_class: int = Field(30, gt=0)
-    noise_timesteps: list[int] = Field(default_factory=lambda: [50, 150, 300, 500], min_length=1)
+    # the toy schedule's training timesteps are 0..999
+    noise_timesteps: list[Annotated[int, Field(ge=0, lt=1000)]] = Field(default_factory=lambda: [50, 150, 300, 500],
+                                                                         min_length=1)
     # mask-quality table (every threshold rule x every resolution subset): generated samples per class,
     # regenerated with the generate params and the seeds of the generate stage's first ones per class
     mask_quality_per_class: int = Field(5, gt=0)
@@ -361,7 +410,11 @@ def _describe(err: ValidationError, source: str, schema: str = "params.py") -> s
     lines = [f"{source}: invalid parameters"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if not key:  # a check across sections: its message names the keys
+        if e["type"] == "value_error" and isinstance(e.get("input"), dict):
+            # a check across keys (a model validator) names them: no dump of the whole section
+            msg = str(e["ctx"]["error"])
+            lines.append(f"  {msg}" if not key or msg.startswith(f"{key}.") else f"  {key}: {msg}")
+        elif not key:
             lines.append(f"  {e['msg']}")
         elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (misspelled? see {schema} for the accepted keys)")
@@ -385,8 +438,11 @@ def load(path: str | Path = "params.yaml") -> Params:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # one line: where, and what the parser expected
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ParamsError(f"{path}: not valid YAML{where}: {what}") from None
     return validate(data, str(path))
 
 

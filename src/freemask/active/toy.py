@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import shards
+from ..data.arrays import shard_label
+from ..errors import DataError, reason
 from ..generators.dataset import PlannedSample, _fingerprint, _seed, attention_masks, plan_objects
 from ..generators.toy import ToyGenerator
 from ..metrics.segmentation import confusion_matrix, summarize
@@ -91,8 +94,7 @@ class FreshSamples:
         else:
             f = self._cache_file(plan)
             if f.exists():
-                with np.load(f) as z:
-                    images, labels = z["images"], z["labels"]
+                images, labels = _read_cache(f)
             else:
                 images, labels = self._make(plan)
                 f.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,16 @@ class FreshSamples:
                     np.savez(fh, images=images, labels=labels)
                 os.replace(tmp, f)
         return Samples([p.key for p in plan], images, labels, [class_index(p.cls) for p in plan])
+
+
+def _read_cache(f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A round's cached samples (arrays only, never pickles); a damaged file is a DataError naming it."""
+    try:
+        with np.load(f) as z:
+            return z["images"], z["labels"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:  # np.load on a damaged .npz
+        raise DataError(f, f"damaged fresh-sample cache ({reason(err)})",
+                        "delete it: the round's samples are made again") from None
 
 
 class Trainer:
@@ -153,11 +165,9 @@ def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
     keys, images, labels = [], [], []
     for d in directories:
         for key, m in shards.read_shards(d):
-            if "label.png" not in m:
-                raise KeyError(f"sample {key} in {d} has no label.png member")
+            labels.append(shard_label(m))
             keys.append(f"{prefix}_{Path(d).name}_{key}")
             images.append(m["image.png"])
-            labels.append(m["label.png"])
     if not keys:
         raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
     return Samples(keys, np.stack(images), np.stack(labels))

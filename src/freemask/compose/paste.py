@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data import shards
+from ..errors import DataError
 from ..metrics.segmentation import IGNORE_INDEX
 from ..params import Compose
 
@@ -136,9 +137,9 @@ def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir) -> dict:
         raise ValueError(f"compose.min_size ({cfg.min_size}) is larger than compose.max_size ({cfg.max_size})")
     pool, all_scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
     if not pool:
-        raise ValueError(f"no object with a non-empty mask in {objects_dir}")
+        raise DataError(objects_dir, "no object with a non-empty mask (every generated mask is empty)")
     if not all_scenes:
-        raise ValueError(f"no scene in {scenes_dir}")
+        raise DataError(scenes_dir, "no scene")
     scenes, pools = scene_pools(cfg.mode, pool, all_scenes)
     size = cfg.shard_size
     n_shards = (cfg.n_images + size - 1) // size

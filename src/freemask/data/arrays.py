@@ -5,25 +5,43 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+from ..world.spec import CLASSES
 from . import shards
+from .common import IGNORE_INDEX
 from .voc import VOCSegmentation
+
+TOY_CLASS_NAMES = ("background", *CLASSES)
+
+
+def shard_label(sample: shards.Sample, class_names: tuple[str, ...] = TOY_CLASS_NAMES) -> np.ndarray:
+    """A shard sample's ``label.png``, checked at read time: a value that is neither a class id of
+    ``class_names`` nor 255 (ignore) is a DataError naming the shard, the sample and the values."""
+    label = sample["label.png"]
+    bad = np.setdiff1d(np.unique(label), [*range(len(class_names)), IGNORE_INDEX])
+    if bad.size:
+        raise DataError(sample.shard, f"sample {sample.key!r}: label.png holds {bad.tolist()}, neither a class id "
+                                      f"0..{len(class_names) - 1} ({', '.join(class_names)}) nor {IGNORE_INDEX} (ignore)")
+    return label
 
 
 def from_shards(*directories: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N,H,W,3) uint8 and label maps (N,H,W) uint8 from ``image.png``/``label.png`` members."""
+    """Images (N,H,W,3) uint8 and label maps (N,H,W) uint8 from ``image.png``/``label.png`` members
+    (labels: the toy world's class ids or 255, see :func:`shard_label`)."""
     images, labels = [], []
     for d in directories:
-        for key, m in shards.read_shards(d):
-            if "label.png" not in m:
-                raise KeyError(f"sample {key} in {d} has no label.png member")
+        for _, m in shards.read_shards(d):
+            labels.append(shard_label(m))
             images.append(m["image.png"])
-            labels.append(m["label.png"])
     if not images:
         raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
     return np.stack(images), np.stack(labels)
 
 
-def from_voc(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    ds = VOCSegmentation(root, split)
+def from_voc(root: str | Path, split: str,
+             class_names: tuple[str, ...] = TOY_CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:
+    """A VOC-layout split in memory; a label value outside ``class_names`` (default: the toy world's
+    background and classes, as its VOC splits are written) and 255 is an error naming the file."""
+    ds = VOCSegmentation(root, split, class_names=class_names)
     items = list(ds)
     return np.stack([i[1] for i in items]), np.stack([i[2] for i in items])

@@ -9,6 +9,9 @@ Every reader module (``voc``, ``cityscapes``, ``ade20k``) offers the same small 
   ``IGNORE_INDEX`` (255) for pixels that are not scored, the dataset's mapping already applied;
 - ``dataset(root, split) -> LabelledImages``: a lazy sequence of ``(id, image, label)`` that
   reads one sample per access, so a split of any size never sits in memory.
+
+A file that does not decode, or a label value outside the table, is a
+:class:`freemask.errors.DataError` naming the file (and the value, and the valid ones).
 """
 from __future__ import annotations
 
@@ -17,9 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError, reason, stage_hint
 
 IGNORE_INDEX = 255
+# what PIL raises on a file that is not a whole image of a format it knows (OSError: unidentified or
+# truncated; SyntaxError: a broken PNG chunk; ValueError / EOFError: some decoders' damaged data)
+PIL_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,20 @@ def require_label_files(pairs: list[Pair], dataset: str) -> None:
                 raise FileNotFoundError(f"{dataset}: {kind} file {f} is missing (for {other})")
 
 
+def unreadable_image(path: str | Path, err: BaseException) -> DataError:
+    """The DataError for an image file PIL cannot read."""
+    why = "not an image file PIL can identify" if isinstance(err, UnidentifiedImageError) else reason(err)
+    return DataError(path, f"unreadable image ({why})", stage_hint(path))
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image {path} not found")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except PIL_READ_ERRORS as err:
+        raise unreadable_image(path, err) from None
 
 
 def read_index_png(path: str | Path) -> np.ndarray:
@@ -58,18 +77,44 @@ def read_index_png(path: str | Path) -> np.ndarray:
 
     A colour (RGB) label image is refused rather than guessed at: its colours are not ids.
     """
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected a palette (P) or 8-bit grey (L) PNG of label ids, got mode {im.mode}")
-        return np.array(im)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"label image {path} not found")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            raw = np.array(im) if mode in ("P", "L") else None
+    except PIL_READ_ERRORS as err:
+        raise unreadable_image(path, err) from None
+    if raw is None:
+        raise DataError(path, f"expected a palette (P) or 8-bit grey (L) PNG of label ids, got mode {mode}")
+    return raw
 
 
-def decode(raw: np.ndarray, lut: np.ndarray, path: str | Path, what: str) -> np.ndarray:
-    """Map raw ids through a 256-entry table (-1 marks an id outside it) to uint8 class ids."""
+def _id_ranges(ids: np.ndarray) -> str:
+    """Sorted ints as runs: [0, 1, 2, 5, 255] -> '0..2, 5, 255'."""
+    runs, start = [], None
+    for i, v in enumerate(ids):
+        if start is None:
+            start = v
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            runs.append(f"{start}" if start == v else f"{start}..{v}")
+            start = None
+    return ", ".join(runs)
+
+
+def decode(raw: np.ndarray, lut: np.ndarray, path: str | Path, what: str,
+           class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Map raw ids through a 256-entry table (-1 marks an id outside it) to uint8 class ids.
+
+    An id outside the table is a DataError naming the file, the ids and the valid ones
+    (``class_names``: the names of raw ids 0, 1, ..., when raw ids are class ids)."""
     out = lut[raw]
     if (out < 0).any():
         bad = np.unique(raw[out < 0]).tolist()
-        raise ValueError(f"{path}: {what} {bad[0]} is not in the label table (all unknown ids: {bad})")
+        valid = f"valid: {_id_ranges(np.flatnonzero(lut >= 0).tolist())}"
+        if class_names is not None:
+            valid += f" ({', '.join(f'{i} {c}' for i, c in enumerate(class_names))}; {IGNORE_INDEX} ignore)"
+        raise DataError(path, f"{what} {bad[0]} is not in the label table (all unknown ids: {bad}); {valid}")
     return out.astype(np.uint8)
 
 
@@ -89,8 +134,8 @@ class LabelledImages(Sequence):
         image = read_rgb(p.image)
         label = self.load_label(p.label)
         if image.shape[:2] != label.shape:
-            raise ValueError(f"{p.image} is {image.shape[1]}x{image.shape[0]} but its label {p.label} is "
-                             f"{label.shape[1]}x{label.shape[0]}")
+            raise DataError(p.image, f"{image.shape[1]}x{image.shape[0]} pixels, but its label {p.label} is "
+                                     f"{label.shape[1]}x{label.shape[0]}")
         return p.id, image, label
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -4,6 +4,11 @@ A sample is a key plus named members: numpy images become PNGs, dicts become JSO
 written sorted, with fixed mtime/uid/gid, so the same samples give the same bytes. Each shard is
 written to a temporary name and renamed, so an interrupted run leaves only whole shards, which
 is what makes stages resumable.
+
+Reading checks what writing guarantees: a shard that is truncated or corrupt (a tar that ends early
+or has no end-of-archive marker, a member that does not decode) or a sample without a member its
+reader asks for is a :class:`freemask.errors.DataError` naming the shard, never a traceback from
+tarfile or PIL, for every reader of shards.
 """
 from __future__ import annotations
 
@@ -14,9 +19,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError, reason, stage_hint
 from ..io import write_with
+
+# what decoding a member raises when its bytes are not what its suffix says (PIL: OSError for a
+# truncated or unidentified image, SyntaxError for a broken PNG chunk; json / utf-8: ValueError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def encode_png(array: np.ndarray, palette: list[int] | None = None) -> bytes:
@@ -72,22 +82,66 @@ def write_shard(path: str | Path, samples: Iterable[tuple[str, dict]]) -> None:
     write_with(path, write)
 
 
+class Sample(dict):
+    """A sample's ``{suffix: value}``; asking for a member it lacks is a DataError naming the shard."""
+
+    def __init__(self, shard: Path, key: str):
+        super().__init__()
+        self.shard, self.key = shard, key
+
+    def __missing__(self, suffix: str):
+        raise DataError(self.shard, f"sample {self.key!r} has no {suffix} member (it has {', '.join(sorted(self))})",
+                        _rerun(self.shard))
+
+
+def _rerun(path: Path) -> str:
+    return stage_hint(path) or "re-make it with the stage that writes it"
+
+
+def _corrupt(path: Path, problem: str) -> DataError:
+    return DataError(path, f"truncated or corrupt shard: {problem}", "delete it and " + _rerun(path))
+
+
+def _ends_whole(path: Path, offset: int) -> bool:
+    """A tar written to the end has its end-of-archive marker (two zero blocks) after the last member;
+    tarfile stops reading silently at a missing or cut header, so a shard cut between members is
+    found only by this."""
+    with path.open("rb") as f:
+        f.seek(offset)
+        end = f.read(2 * tarfile.BLOCKSIZE)
+    return len(end) == 2 * tarfile.BLOCKSIZE and not end.strip(b"\0")
+
+
 def read_shard(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """Yield ``(key, {suffix: value})`` in the order written."""
+    """Yield ``(key, {suffix: value})`` in the order written.
+
+    A truncated or corrupt shard raises :class:`freemask.errors.DataError` (after yielding the
+    samples before the damage: readers that write collect every sample first)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"shard {path} is missing")
-    current, members = None, {}
-    with tarfile.open(path, "r") as tar:
-        for info in tar:
-            key, _, suffix = info.name.partition(".")
-            if current is not None and key != current:
-                yield current, members
-                members = {}
-            current = key
-            members[suffix] = _decode(suffix, tar.extractfile(info).read())
-    if current is not None:
-        yield current, members
+    members = None
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                key, _, suffix = info.name.partition(".")
+                if members is None or key != members.key:
+                    if members is not None:
+                        yield members.key, members
+                    members = Sample(path, key)
+                data = tar.extractfile(info).read()
+                try:
+                    members[suffix] = _decode(suffix, data)
+                except _DECODE_ERRORS as err:
+                    why = "not an image" if isinstance(err, UnidentifiedImageError) else reason(err)
+                    raise _corrupt(path, f"member {info.name} does not decode ({why})") from None
+            end = tar.offset
+    except tarfile.TarError as err:
+        raise _corrupt(path, f"not a whole tar archive ({reason(err)})") from None
+    if not _ends_whole(path, end):
+        raise _corrupt(path, "it ends without the end-of-archive marker (cut short after its last whole member)")
+    if members is not None:
+        yield members.key, members
 
 
 def shard_paths(directory: str | Path) -> list[Path]:

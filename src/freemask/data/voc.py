@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError
 from ..io import write_bytes
 from .common import IGNORE_INDEX, LabelledImages, Pair, decode, read_index_png, require_dir, require_label_files
 
@@ -93,11 +94,11 @@ def split_ids(root: str | Path, split: str) -> list[str]:
         if not line:
             continue
         if any(c.isspace() for c in line) or "/" in line:
-            raise ValueError(f"{lst} line {n}: expected one image id, got {line!r} (a list of path pairs, as in "
-                             "some trainaug downloads, must be reduced to ids: the file stems)")
+            raise DataError(lst, f"expected one image id, got {line!r} (a list of path pairs, as in some trainaug "
+                                 "downloads, must be reduced to ids: the file stems)", line=n)
         ids.append(line)
     if not ids:
-        raise ValueError(f"VOC split list {lst} is empty")
+        raise DataError(lst, "VOC split list is empty")
     return ids
 
 
@@ -111,17 +112,19 @@ def pairs(root: str | Path, split: str, label_dir: str = LABEL_DIR) -> list[Pair
     return out
 
 
-def load_label(path: str | Path, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+def load_label(path: str | Path, num_classes: int = len(CLASS_NAMES),
+               class_names: tuple[str, ...] | None = None) -> np.ndarray:
     """Class ids of a palette (SegmentationClass) or grey (SegmentationClassAug) PNG; 255 = ignore.
 
-    An index outside ``0..num_classes-1`` and 255 is an error naming the file and the index.
+    An index outside ``0..num_classes-1`` and 255 is a DataError naming the file, the index and the
+    valid ones (with ``class_names``, the names of ``0..num_classes-1``, listed too).
     """
     if not 1 <= num_classes < IGNORE_INDEX:
         raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX - 1}, got {num_classes}")
     lut = np.full(256, -1, np.int16)
     lut[:num_classes] = np.arange(num_classes)
     lut[IGNORE_INDEX] = IGNORE_INDEX
-    return decode(read_index_png(path), lut, path, "class index")
+    return decode(read_index_png(path), lut, path, "class index", class_names)
 
 
 def dataset(root: str | Path, split: str, label_dir: str = LABEL_DIR,
@@ -136,7 +139,8 @@ class VOCSegmentation(LabelledImages):
     def __init__(self, root: str | Path, split: str, label_dir: str = LABEL_DIR,
                  class_names: tuple[str, ...] = CLASS_NAMES):
         self.root = Path(root)
-        super().__init__(pairs(root, split, label_dir), partial(load_label, num_classes=len(class_names)), class_names)
+        super().__init__(pairs(root, split, label_dir),
+                         partial(load_label, num_classes=len(class_names), class_names=tuple(class_names)), class_names)
 
     @property
     def ids(self) -> list[str]:

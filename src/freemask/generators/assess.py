@@ -30,7 +30,7 @@ from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_in
 from .attention import AttentionStore, recording, token_positions
 from .dataset import object_token_index, plan_objects, sample_objects
 from .mask_quality import RuleScores, mask_quality_table, mask_settings
-from .masking import RecordedAttention, masks_from_recorded
+from .masking import RecordedAttention, check_fits, check_resolutions, masks_from_recorded
 from .toy import ToyGenerator
 
 
@@ -208,6 +208,9 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
 
     cfg, gcfg = params.assess, params.generate
     gen = ToyGenerator.load(generator_dir)
+    check_fits(gcfg, gen.unet, every_rule=True)  # the mask-quality table applies every rule
+    check_resolutions(sorted({r for rs in cfg.mask_quality_resolutions for r in rs}), gen.unet,
+                      "assess.mask_quality_resolutions")
     render_x, render_y = load_render_classes(generator_train_dir)
     clf = train_classifier(render_x, render_y, cfg.classifier_steps, cfg.seed)
 

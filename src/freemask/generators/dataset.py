@@ -27,7 +27,7 @@ from ..params import Generate
 from ..world.build import prompt
 from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_index
 from .attention import AttentionStore, token_positions
-from .masking import masks_from_store, new_store
+from .masking import check_fits, masks_from_store, new_store
 from .sampling import sample
 from .toy import ToyGenerator
 
@@ -166,6 +166,7 @@ def generate_dataset(cfg: Generate, generator_dir: str | Path, out_dir: str | Pa
     generator_dir, out = Path(generator_dir), Path(out_dir)
     limit_malloc_arenas(1)  # before torch's worker threads take arenas of their own (freemask.memory)
     gen = ToyGenerator.load(generator_dir)
+    check_fits(cfg, gen.unet)  # before _prepare clears the outputs of other params
     with process_group() as ranks:
         if ranks.is_main:
             fp = _fingerprint(cfg, generator_dir)

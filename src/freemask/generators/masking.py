@@ -17,8 +17,8 @@ from ..masks.baselines import dataset_diffusion_masks, diffumask_masks
 from ..masks.refine import affinity_masks, threshold_grid, transition_matrix
 from ..masks.result import ObjectMasks
 from ..masks.threshold import normalize01, threshold
-from ..params import Generate
-from .attention import AttentionStore
+from ..params import Generate, ParamsError
+from .attention import AttentionStore, layer_resolutions
 
 # the rules that refine the cross-attention with the generator's self-attention (at generate.refine.resolution)
 SELF_ATTENTION_RULES = ("affinity", "dataset_diffusion")
@@ -32,6 +32,33 @@ def map_resolutions(cfg: Generate) -> list[int]:
     if cfg.threshold.rule == "diffumask":
         return sorted({r for rs in cfg.diffumask.resolutions.values() for r in rs})
     return sorted(set(cfg.resolutions))
+
+
+def check_resolutions(resolutions: Sequence[int], unet, key: str) -> None:
+    """``resolutions`` (of the params ``key``) are ones the generator has cross-attention at, or a
+    ParamsError naming the key."""
+    cross = sorted({r for name, r in layer_resolutions(unet).items() if ".attn2." in name})
+    missing = sorted(set(resolutions) - set(cross))
+    if missing:
+        raise ParamsError(f"{key}: no cross-attention at {missing} in this generator (its attention layers are "
+                          f"at {cross})")
+
+
+def check_fits(cfg: Generate, unet, every_rule: bool = False) -> None:
+    """The resolutions the threshold rule reads (``every_rule``: any rule) are ones the generator has
+    attention layers at, or a ParamsError naming the key: the check a recording makes
+    (``RecordedAttention.raw_maps``), made from the UNet's layout before a stage samples anything or
+    touches its outputs."""
+    rule = cfg.threshold.rule
+    if every_rule or rule != "diffumask":
+        check_resolutions(cfg.resolutions, unet, "generate.resolutions")
+    if every_rule or rule == "diffumask":
+        check_resolutions(sorted({r for rs in cfg.diffumask.resolutions.values() for r in rs}), unet,
+                          "generate.diffumask.resolutions")
+    own = sorted({r for name, r in layer_resolutions(unet).items() if ".attn1." in name})
+    if (every_rule or rule in SELF_ATTENTION_RULES) and cfg.refine.resolution not in own:
+        raise ParamsError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no self-attention "
+                          f"at that resolution (its attention layers are at {own})")
 
 
 def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
@@ -82,8 +109,8 @@ class RecordedAttention:
         if k not in self._maps:
             missing = sorted(set(k) - set(self.resolutions))
             if missing:
-                raise ValueError(f"{key}: no cross-attention recorded at {missing} "
-                                 f"(the generator's attention layers are at {self.unet_resolutions})")
+                raise ParamsError(f"{key}: no cross-attention recorded at {missing} "
+                                  f"(the generator's attention layers are at {self.unet_resolutions})")
             self._maps[k] = self.store.maps(self.size, list(k))[:, 0].numpy().astype(np.float32)
         return self._maps[k]
 
@@ -97,9 +124,9 @@ class RecordedAttention:
         try:
             return self.store.affinity(rows)
         except ValueError:
-            raise ValueError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no "
-                             f"self-attention at that resolution (its attention layers are at "
-                             f"{self.unet_resolutions})") from None
+            raise ParamsError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no "
+                              f"self-attention at that resolution (its attention layers are at "
+                              f"{self.unet_resolutions})") from None
 
     def transition(self, beta: float, cfg: Generate) -> torch.Tensor:
         """``transition_matrix`` of the recorded self-attention for the power ``beta``, every image."""

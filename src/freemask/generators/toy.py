@@ -13,11 +13,15 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
+from ..errors import DataError, reason, stage_hint
 from ..world.spec import BACKGROUNDS, CLASSES
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 TEMPLATE_WORDS = ["a", "photo", "of", "in", "on", "the", "and"]
 MAX_TOKENS = 16
+# what ToyGenerator.save writes (and load needs)
+SAVED_FILES = ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+               "text_encoder/model.safetensors", "tokenizer/tokenizer.json", "scheduler/scheduler_config.json")
 
 
 def vocabulary() -> list[str]:
@@ -87,15 +91,26 @@ class ToyGenerator:
 
     @classmethod
     def load(cls, path: str | Path) -> "ToyGenerator":
+        """The generator :meth:`save` wrote to ``path``. No folder is a FileNotFoundError; an incomplete
+        or damaged one (a file missing, cut short or not what it should be) a DataError naming it."""
+        from safetensors import SafetensorError
+
         path = Path(path)
         if not (path / "unet" / "config.json").exists():
             raise FileNotFoundError(f"{path} is not a generator folder (no unet/config.json); run the train_generator stage")
-        return cls(
-            unet=UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True).eval(),
-            text_encoder=CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True).eval(),
-            tokenizer=PreTrainedTokenizerFast.from_pretrained(path / "tokenizer", local_files_only=True),
-            scheduler=DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True),
-        )
+        hint = stage_hint(path) or "re-make it with the train_generator stage"
+        missing = [f for f in SAVED_FILES if not (path / f).is_file()]
+        if missing:
+            raise DataError(path, f"incomplete generator folder (no {', '.join(missing)})", hint)
+
+        def part(folder: str, loader):
+            try:
+                return loader.from_pretrained(path / folder, local_files_only=True)
+            except (OSError, ValueError, SafetensorError) as err:  # what the loaders raise on a damaged file
+                raise DataError(path / folder, f"damaged part of the generator ({reason(err)})", hint) from None
+
+        return cls(unet=part("unet", UNet2DConditionModel).eval(), text_encoder=part("text_encoder", CLIPTextModel).eval(),
+                   tokenizer=part("tokenizer", PreTrainedTokenizerFast), scheduler=part("scheduler", DDPMScheduler))
 
     def token_ids(self, prompts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(prompts, padding="max_length", truncation=True,

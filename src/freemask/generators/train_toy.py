@@ -4,6 +4,12 @@ Each step draws its batch, noise and timesteps from a generator seeded by (seed,
 learning rate is constant after warm-up, so a run resumed from a checkpoint takes exactly the
 steps an uninterrupted run takes -- also when ``steps`` was raised since: the checkpoint of the
 finished run is kept, and a longer run continues from it instead of starting over.
+
+The checkpoint (``state.pt``) holds tensors and plain containers only and is read with
+``weights_only=True``. A checkpoint of other params or data is set aside (training starts afresh);
+one that does not read (truncated, corrupt, or holding anything else) is an error naming it, not
+treated as absent: checkpoints are written whole (``io.write_with``), so such a file was damaged
+or written by something else, and deleting it is the user's call.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data import shards
-from ..io import replace_dir, write_with
+from ..errors import DataError
+from ..io import load_torch, replace_dir, write_with
 from ..params import TrainGenerator
 from .toy import ToyGenerator, build_text_encoder, build_tokenizer, build_train_scheduler, build_unet
 
@@ -49,6 +56,20 @@ def _atomic_save(obj, path: Path) -> None:
     write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
+CHECKPOINT_KEYS = ("fingerprint", "step", "losses", "unet", "text_encoder", "ema_unet", "ema_text_encoder", "opt")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The resume checkpoint at ``path``, read without unpickling code; a DataError naming it if it
+    does not read or lacks a key."""
+    hint = "delete it to train from the start"
+    state = load_torch(path, hint)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise DataError(path, f"not a generator training checkpoint (no {', '.join(missing)})", hint)
+    return state
+
+
 def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Path, work_dir: str | Path) -> dict:
     """Train and save the EMA weights to ``out_dir``; checkpoints go to ``work_dir`` for resuming."""
     torch.manual_seed(cfg.seed)
@@ -69,7 +90,7 @@ def train_generator(cfg: TrainGenerator, data_dir: str | Path, out_dir: str | Pa
     fingerprint = training_fingerprint(cfg, len(images), resolution)
     step, losses = 0, []
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = read_checkpoint(ckpt)
         if state["fingerprint"] == fingerprint and state["step"] <= cfg.steps:
             gen.unet.load_state_dict(state["unet"])
             gen.text_encoder.load_state_dict(state["text_encoder"])

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from ..io import replace_dir
+from ..errors import DataError, reason, stage_hint
+from ..io import load_safetensors, read_json, replace_dir
 
 _EPS = 1e-5
 
@@ -188,6 +189,12 @@ def load_affinity_net(path: str | Path) -> AffinityNet:
     if not (path / "config.json").is_file() or not (path / "weights.safetensors").is_file():
         raise FileNotFoundError(f"{path}: no affinity net (config.json and weights.safetensors); "
                                 f"train one with stages/train_affinity.py")
-    net = AffinityNet(NetShape(**json.loads((path / "config.json").read_text())))
-    net.load_state_dict(load_file(str(path / "weights.safetensors")))
+    hint = stage_hint(path) or "re-make it with stages/train_affinity.py"
+    config = read_json(path / "config.json", hint)
+    try:
+        shape = NetShape(**config)
+    except TypeError as err:  # keys other than NetShape's
+        raise DataError(path / "config.json", f"not an affinity net config ({reason(err)})", hint) from None
+    net = AffinityNet(shape)
+    net.load_state_dict(load_safetensors(path / "weights.safetensors", hint))
     return net.eval()

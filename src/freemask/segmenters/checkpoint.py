@@ -6,6 +6,11 @@ absent before the first evaluation), ``optimizer.pt`` (AdamW moments and step co
 ``state.json`` (fingerprint, step, loss history, held-out history, best-so-far record). The
 learning rate is a function of the step and every random draw is seeded by (seed, step), so
 nothing else is needed to resume to the same final weights as an uninterrupted run.
+
+Every file is read without unpickling code (safetensors, JSON, ``optimizer.pt`` with
+``weights_only=True``). A checkpoint of other params or data is set aside; one whose files do not
+read is an error naming the file, not treated as absent: the folder is written whole, so such a
+file was damaged since, and deleting the folder is the user's call.
 """
 from __future__ import annotations
 
@@ -16,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..io import replace_dir, write_json
+from ..errors import DataError
+from ..io import load_safetensors, load_torch, read_json, replace_dir, write_json
 from ..params import Train
 
 # Train keys that do not change the arithmetic of a run: a checkpoint stays valid when they change.
@@ -89,16 +95,21 @@ def load_checkpoint(path: str | Path, fingerprint: str, total_steps: int, model,
     path = Path(path)
     if not (path / "state.json").is_file():
         return None
-    state = json.loads((path / "state.json").read_text())
+    hint = f"delete {path} to train from the start"
+    state = read_json(path / "state.json", hint)
+    missing = [k for k in ("fingerprint", "step", "losses", "history", "best") if k not in state] \
+        if isinstance(state, dict) else ["fingerprint"]
+    if missing:
+        raise DataError(path / "state.json", f"not a training checkpoint's state (no {', '.join(missing)})", hint)
     if state["fingerprint"] != fingerprint:
         log(f"train: checkpoint {path} is from other train params or data; discarding it and starting afresh")
         return None
     if state["step"] > total_steps:
         log(f"train: checkpoint {path} is at step {state['step']} > train.steps={total_steps}; starting afresh")
         return None
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    model.load_state_dict(load_safetensors(path / "model.safetensors", hint))
+    optimizer.load_state_dict(load_torch(path / "optimizer.pt", hint))
     best_file = path / "best.safetensors"
-    best_state = load_file(str(best_file)) if best_file.is_file() else None
+    best_state = load_safetensors(best_file, hint) if best_file.is_file() else None
     log(f"train: resuming from {path} at step {state['step']}")
     return Progress(state["step"], state["losses"], state["history"], state["best"]), best_state

@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..distributed import Ranks
+from ..errors import DataError, reason, stage_hint
 from ..io import replace_dir, write_json
 from ..metrics.segmentation import confusion_matrix, summarize
-from ..params import Train
+from ..params import ParamsError, Train
 from .checkpoint import Progress, load_checkpoint, save_checkpoint, training_fingerprint
 from .profiles import backbone_config, head_sizes, load_backbone_weights
 
@@ -223,13 +224,21 @@ def predict(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 def load_segmenter(path: str | Path):
     """Load a segmenter saved by :func:`train_segmenter` (local files only), in eval mode."""
+    from safetensors import SafetensorError
     from transformers import Mask2FormerForUniversalSegmentation
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no saved segmenter at {path} (expected {path / 'config.json'} and model.safetensors; "
                                 "run the train stage first)")
-    model = Mask2FormerForUniversalSegmentation.from_pretrained(str(path), local_files_only=True)
+    hint = stage_hint(path) or "re-make it with the train stage that writes it"
+    if not (path / "model.safetensors").is_file():
+        raise DataError(path, "incomplete segmenter folder (no model.safetensors)", hint)
+    try:
+        model = Mask2FormerForUniversalSegmentation.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, SafetensorError) as err:  # what transformers raises on a damaged file
+        where = path / "model.safetensors" if isinstance(err, SafetensorError) else path
+        raise DataError(where, f"damaged segmenter ({reason(err)})", hint) from None
     model.eval()
     return model
 
@@ -319,8 +328,8 @@ def _global_batch(cfg: Train, step: int, images: np.ndarray, labels: np.ndarray,
 def rank_slice(batch_size: int, ranks: Ranks) -> slice:
     """This rank's contiguous share of a global batch (sizes differ by at most one)."""
     if batch_size < ranks.world_size:
-        raise ValueError(f"train.batch_size={batch_size} (capped at the training images) is smaller than the "
-                         f"{ranks.world_size} processes: every rank needs at least one image per step")
+        raise ParamsError(f"train.batch_size={batch_size} (capped at the training images) is smaller than the "
+                          f"{ranks.world_size} processes: every rank needs at least one image per step")
     bounds = np.linspace(0, batch_size, ranks.world_size + 1).round().astype(int)
     return slice(int(bounds[ranks.rank]), int(bounds[ranks.rank + 1]))
 

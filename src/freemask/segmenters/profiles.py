@@ -16,11 +16,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DataError
+from ..io import load_safetensors, load_torch
 from ..params import Train
 
 # What the paper's configs share beyond the backbone (Cheng et al. 2022, Table / configs for ADE20K semantic).
 PAPER_HEADS = dict(hidden_dim=256, encoder_layers=6, num_queries=100, decoder_layers=9, heads=8, feedforward=2048)
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
+KEY = "train.backbone_weights"
 
 
 def backbone_config(cfg: Train):
@@ -62,12 +65,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"train.backbone_weights: {path} does not exist (a local state dict; nothing is downloaded)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        return load_safetensors(path, key=KEY)
+    state = load_torch(path, key=KEY)
     if not isinstance(state, dict):
-        raise ValueError(f"train.backbone_weights: {path} holds a {type(state).__name__}, not a state dict")
+        raise DataError(path, f"holds a {type(state).__name__}, not a state dict", key=KEY)
     return state
 
 
@@ -84,6 +85,5 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str | Path) -> None:
         parts = [f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
                  f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
                  f"{len(shapes)} of another shape (e.g. {shapes[:2]})" if shapes else ""]
-        raise ValueError(f"train.backbone_weights: {path} does not fit the backbone: "
-                         + "; ".join(p for p in parts if p))
+        raise DataError(path, "does not fit the backbone: " + "; ".join(p for p in parts if p), key=KEY)
     backbone.load_state_dict(state)
