@@ -107,6 +107,7 @@ def test_regress_passes_on_the_baseline_and_fails_naming_the_degraded_metric(rep
     res = cli.invoke(app, ["spread", "--out", str(tmp_path / "spread.json"), "--baseline", str(tmp_path / "baseline.json")])
     assert res.exit_code == 0, res.output
     assert "compose.mode=random (n=1)" in res.output and "defaults (n=4)" in res.output
+    assert json.loads((tmp_path / "spread.json").read_text())["baseline_rev"] == _git(repo_with_experiments, "rev-parse", "HEAD")
     base = json.loads((tmp_path / "baseline.json").read_text())
     assert base["rule"]["runs"] == ["baseline", "exp-a", "exp-b", "exp-c"]
 

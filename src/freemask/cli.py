@@ -156,9 +156,10 @@ def spread(
     from .reports.tables import spread_table
 
     with _exit_on(SpreadError):
-        found = groups(runs(".", rev))
+        every = runs(".", rev)
+        found = groups(every)
         base = make_baseline(found[0], k, floor) if baseline is not None else None
-    write_json(out, {"baseline_rev": rev, "groups": found})
+    write_json(out, {"baseline_rev": every[0]["rev"], "groups": found})
     typer.echo(spread_table(found))
     if base is not None:
         write_json(baseline, base)
