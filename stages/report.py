@@ -1,8 +1,7 @@
 """DVC stage `report`: reports/tables.md, its figures and reports/samples.png from metrics and generated data."""
-import json
 from pathlib import Path
 
-from freemask.io import write_text, write_with
+from freemask.io import read_json, write_text, write_with
 from freemask.reports.figures import per_class_iou, training_curves
 from freemask.reports.grids import object_and_composite_grid
 from freemask.reports.tables import spine_report
@@ -11,7 +10,7 @@ from freemask.world.spec import CLASSES
 
 
 def _json(path: str) -> dict:
-    return json.loads(Path(path).read_text())
+    return read_json(path, "re-run the stage that writes it (dvc repro)")
 
 
 def main(p):

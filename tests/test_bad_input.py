@@ -420,3 +420,11 @@ def test_assess_checks_every_rule_s_resolutions_before_it_starts(tiny_generator)
         check_fits(cfg, tiny_generator.unet, every_rule=True)
     with pytest.raises(ParamsError, match=r"assess\.mask_quality_resolutions: no cross-attention at \[4\]"):
         check_resolutions([32, 4], tiny_generator.unet, "assess.mask_quality_resolutions")
+
+
+def test_report_names_a_damaged_metrics_file(tmp_path):
+    _params(tmp_path)
+    (tmp_path / "metrics/details").mkdir(parents=True)
+    (tmp_path / "metrics/details/eval.json").write_text('{"val": ')  # cut mid-write by hand
+    _one_error_line(_stage(tmp_path, "report"), "metrics/details/eval.json", "not valid JSON")
+    assert not (tmp_path / "reports/tables.md").exists()
