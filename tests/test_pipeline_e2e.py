@@ -19,6 +19,7 @@ TINY = {
     "compose": {"n_images": 10, "shard_size": 4},
     "train": {"steps": 4, "batch_size": 4, "eval_every": 2},
     "assess": {"classifier_steps": 3, "renders_per_class": 1, "mask_quality_per_class": 1},
+    "affinity_net": {"steps": 3, "batch_size": 4},
     "report": {"grid_samples": 8},
 }
 
