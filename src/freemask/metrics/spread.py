@@ -33,15 +33,10 @@ class SpreadError(ValueError):
     """Missing or unreadable runs, metrics or baseline; the message names the file or revision."""
 
 
-def flatten(d, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of nested dicts as ``{"a.b.c": value}`` (None, booleans and strings left out)."""
-    out: dict[str, float] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
-        out[prefix] = float(d)
-    return out
+def flatten(d) -> dict[str, float]:
+    """The finite numeric leaves of nested dicts as ``{"a.b.c": value}`` (None, booleans and strings left out)."""
+    return {k: float(v) for k, v in flatten_params(d).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def guarded_metrics(read: Callable[[str], str | None], where: str) -> dict[str, float]:
@@ -105,7 +100,7 @@ def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
 
 
 def flatten_params(d, prefix: str = "") -> dict[str, object]:
-    """Every leaf of a params mapping as ``{"a.b": value}`` (lists kept whole)."""
+    """Every leaf of nested dicts as ``{"a.b": value}`` (lists kept whole)."""
     if not isinstance(d, dict):
         return {prefix: d}
     out: dict[str, object] = {}
