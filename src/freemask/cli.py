@@ -170,9 +170,10 @@ def spread(
 def regress(baseline: Path = typer.Option(Path("metrics/baseline.json"), help="written by `freemask spread --baseline`"),
             root: Path = typer.Option(Path("."), help="the work tree whose metrics are checked")) -> None:
     """Compare this run's metrics with the committed baseline; exit 1 when one fell below mean − tolerance."""
+    from .errors import DataError
     from .metrics.spread import SpreadError, check, load_baseline, workspace_metrics
 
-    with _exit_on(SpreadError):
+    with _exit_on(SpreadError, DataError):
         base = load_baseline(baseline)
         bad = check(workspace_metrics(root), base)
     n = len(base["metrics"])

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from ..io import read_json
+
 # metrics file -> dotted keys (fnmatch patterns) that the spread covers and the check guards
 GUARDED = {
     "metrics/eval.json": ["*"],
@@ -157,13 +159,12 @@ def check(current: dict[str, float], base: dict) -> list[dict]:
 
 
 def load_baseline(path: str | Path) -> dict:
+    """The baseline :func:`baseline` wrote; a missing or malformed file is a SpreadError, a file
+    that is not JSON a DataError (``io.read_json``), each naming it."""
     path = Path(path)
-    try:
-        base = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpreadError(f"{path}: no baseline (write one with `freemask spread --baseline {path}`)") from None
-    except json.JSONDecodeError as err:
-        raise SpreadError(f"{path}: not valid JSON ({err})") from None
+    if not path.is_file():
+        raise SpreadError(f"{path}: no baseline (write one with `freemask spread --baseline {path}`)")
+    base = read_json(path, "write it again with `freemask spread --baseline`")
     if not isinstance(base, dict) or not isinstance(base.get("metrics"), dict):
         raise SpreadError(f"{path}: expected a 'metrics' mapping (written by `freemask spread --baseline`)")
     return base
