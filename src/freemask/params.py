@@ -226,7 +226,7 @@ class Train(_Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     checkpoint_every: int = Field(250, gt=0)  # steps between resumable checkpoints (not in the results)
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
-    steps: int = Field(1200, gt=0)
+    steps: int = Field(1600, gt=0)
     batch_size: int = Field(16, gt=0)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
