@@ -163,7 +163,8 @@ def spread(
     typer.echo(spread_table(found))
     if base is not None:
         write_json(baseline, base)
-        typer.echo(f"wrote {out} and {baseline} ({len(base['metrics'])} metrics, tolerance max({k:g} sd, {floor:g}))")
+        typer.echo(f"wrote {out} and {baseline} ({len(base['metrics'])} metrics, tolerance max({k:g} sd, {floor:g}), "
+                   "per-class sd pooled over the classes when larger)")
 
 
 @app.command()

@@ -7,7 +7,8 @@ differ only in the replicate ``seed`` form a *group*; a group's spread is the me
 standard deviation of each guarded metric over its runs.
 
 The *baseline* (``metrics/baseline.json``) holds, for every guarded metric, the mean, the sd and a
-tolerance derived from the sd; :func:`check` flags a run's metric that falls below mean − tolerance.
+tolerance derived from the sd (for per-class IoU, the sd pooled over the classes when larger);
+:func:`check` flags a run's metric that falls below mean − tolerance.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ GUARDED = {
     "metrics/generator_quality.json": ["*"],
 }
 REPLICATE_KEY = "seed"
+# metrics (fnmatch on "<file>:<dotted key>") whose sd is pooled with their family's: the metrics
+# that share the file and the key up to its last component (the classes of one model on one split)
+POOLED = ["*.per_class.*"]
 
 
 class SpreadError(ValueError):
@@ -139,13 +143,38 @@ def groups(all_runs: list[dict]) -> list[dict]:
     return out
 
 
+def family(metric: str) -> str:
+    """The family of a metric: its file and dotted key up to the last component."""
+    return metric.rsplit(".", 1)[0]
+
+
+def pooled_sd(group: dict) -> dict[str, float]:
+    """Per family of :data:`POOLED` metrics: the pooled sd, sqrt of the mean variance of its members."""
+    var: dict[str, list[float]] = {}
+    for m, s in group["metrics"].items():
+        if any(fnmatch.fnmatchcase(m, p) for p in POOLED):
+            var.setdefault(family(m), []).append(s["sd"] ** 2)
+    return {f: math.sqrt(sum(v) / len(v)) for f, v in var.items()}
+
+
 def baseline(group: dict, k: float, floor: float) -> dict:
-    """Per metric: mean, sd, n and the tolerance max(k * sd, floor) that :func:`check` allows below the mean."""
+    """Per metric: mean, sd, n and the tolerance max(k * sd', floor) that :func:`check` allows below
+    the mean, where sd' is the metric's own sd, or for a :data:`POOLED` metric the larger of its own
+    and its family's pooled sd (``pooled_sd`` in the entry)."""
     if len(group["runs"]) < 3:
         raise SpreadError(f"a baseline needs at least 3 seeds, the group has {len(group['runs'])} ({group['runs']})")
-    return {"rule": {"k": k, "floor": floor, "runs": group["runs"], "seeds": group["seeds"]},
-            "metrics": {m: {"mean": s["mean"], "sd": s["sd"], "n": s["n"], "tolerance": round(max(k * s["sd"], floor), 4)}
-                        for m, s in group["metrics"].items()}}
+    pooled = pooled_sd(group)
+    metrics = {}
+    for m, s in group["metrics"].items():
+        entry = {"mean": s["mean"], "sd": s["sd"], "n": s["n"]}
+        sd = s["sd"]
+        if family(m) in pooled:
+            entry["pooled_sd"] = round(pooled[family(m)], 4)
+            sd = max(sd, pooled[family(m)])
+        entry["tolerance"] = round(max(k * sd, floor), 4)
+        metrics[m] = entry
+    return {"rule": {"k": k, "floor": floor, "pooled": POOLED, "runs": group["runs"], "seeds": group["seeds"]},
+            "metrics": metrics}
 
 
 def check(current: dict[str, float], base: dict) -> list[dict]:
