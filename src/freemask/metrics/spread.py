@@ -92,8 +92,8 @@ def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
     ``{"name", "rev", "params" (flattened params.yaml), "metrics"}``, in name order after the baseline."""
     repo = Path(repo)
     sha = _git(repo, "rev-parse", "--verify", f"{baseline_rev}^{{commit}}").strip()
-    refs = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/exps/{sha[:2]}/{sha[2:]}/").split("\n")
-    found = [("baseline", sha)] + sorted((r.rsplit("/", 1)[-1].split(" ")[0], r.split(" ")[1]) for r in refs if r)
+    refs = _git(repo, "for-each-ref", "--format=%(refname:lstrip=-1) %(objectname)", f"refs/exps/{sha[:2]}/{sha[2:]}/")
+    found = [("baseline", sha)] + sorted(tuple(line.split(" ")) for line in refs.splitlines())
     out = []
     for name, rev in found:
         read = _read_at(repo, rev)
