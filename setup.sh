@@ -5,7 +5,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if ! .venv/bin/python -c "import freemask, torch, dvc, imgviz, matplotlib" 2>/dev/null; then
+if ! .venv/bin/python -c "import freemask, torch, dvc, imgviz, matplotlib, polars" 2>/dev/null; then
   .venv/bin/pip install -q "torch==2.13.0"          # pinned: an unpinned torch pulls a multi-GB CUDA build
   .venv/bin/pip install -q -e ".[dev]"
 fi

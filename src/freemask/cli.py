@@ -92,6 +92,34 @@ def world(out: Path = typer.Option(Path("data/world"), "--out"), params: Path = 
     build_world(_params(params).world, out)
 
 
+@app.command()
+def thesaurus(
+    corpus: Path = typer.Argument(..., help="captions: .txt (one per line), .jsonl, .parquet (file or folder of shards), "
+                                            "COCO-captions .json"),
+    out: Path = typer.Option(Path("thesaurus.csv"), help="the table: object, background, n_background, n_both, R"),
+    vocabulary: Optional[Path] = typer.Option(None, help="YAML: objects / backgrounds -> lists of words; "
+                                                         "default: the toy world's"),
+    fmt: str = typer.Option("auto", "--format", help="auto (from the suffix) | txt | jsonl | parquet | coco"),
+    field: str = typer.Option("caption", help="the caption column of JSONL and parquet (LAION: TEXT)"),
+    heatmap: Optional[Path] = typer.Option(None, help="also draw R(o, b) here (PNG)"),
+) -> None:
+    """The Adaptive Matching Thesaurus R(o, b) of any caption corpus (paper eq. 3): the share of the
+    captions mentioning background b that also mention object o."""
+    from . import thesaurus as th
+
+    if fmt not in ("auto", *th.FORMATS):
+        typer.echo(f"error: --format {fmt!r}: one of auto, {', '.join(th.FORMATS)}", err=True)
+        raise typer.Exit(2)
+    with _exit_on(FileNotFoundError):
+        vocab = th.toy_vocabulary() if vocabulary is None else th.load_vocabulary(vocabulary)
+        counts = th.count(th.scan_captions(corpus, fmt, field), vocab, source=corpus)
+    table = th.table(counts)
+    th.write_csv(table, out)
+    if heatmap is not None:
+        th.heatmap(table, heatmap)
+    typer.echo(f"{corpus}: {counts['captions']} captions -> {out}")
+
+
 @app.command("mmseg-config")
 def mmseg_config(
     dataset: str = typer.Argument(..., help="voc, cityscapes, ade20k or toy (the toy world's data/world/voc)"),

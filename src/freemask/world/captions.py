@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .render import sample_layout
-from .spec import BACKGROUND_FREQ, BACKGROUND_WORDS, BACKGROUNDS, OBJECT_WORDS, PREPOSITION
+from .spec import BACKGROUND_FREQ, BACKGROUND_WORDS, BACKGROUNDS, CLASSES, COOCCURRENCE, OBJECT_WORDS, PREPOSITION
 
 _TEMPLATES = (
     "{objs} {prep} the {bg}",
@@ -53,3 +53,12 @@ def caption_corpus(seed: int, n: int, max_objects: int) -> list[str]:
         layout = sample_layout(rng, bg, int(rng.integers(1, max_objects + 1)))
         out.append(caption(rng, bg, [o.cls for o in layout]))
     return out
+
+
+def implied_thesaurus(max_objects: int) -> dict[str, dict[str, float]]:
+    """R(o, b) that :func:`caption_corpus` implies, from the priors: a caption describes a scene of
+    one background b with n ~ U{1..max_objects} objects drawn independently from P(o | b), and
+    mentions every object class in it, so R(o, b) = mean over n of 1 - (1 - P(o | b))^n."""
+    ns = range(1, max_objects + 1)
+    return {b: {o: sum(1 - (1 - COOCCURRENCE[b].get(o, 0.0)) ** n for n in ns) / len(ns) for o in CLASSES}
+            for b in BACKGROUNDS}
