@@ -28,7 +28,7 @@ class World(_Section):
     real_train_size: int = Field(2000, gt=0)
     real_val_size: int = Field(500, gt=0)
     max_objects: int = Field(3, ge=1, le=8)
-    captions: int = Field(5000, gt=0)
+    captions: int = Field(100000, gt=0)
     shard_size: int = Field(1000, gt=0)
 
     @model_validator(mode="after")
@@ -343,6 +343,15 @@ class Evaluate(_Section):
     fresh_world_seed: int = Field(2026, ge=0)
 
 
+class Thesaurus(_Section):
+    """The Adaptive Matching Thesaurus (paper eq. 3), read by ``stages/thesaurus.py``."""
+
+    corpus: str = "data/world/captions.txt"  # a caption corpus: .txt, .jsonl, .parquet (file or folder), COCO .json
+    format: Literal["auto", "txt", "jsonl", "parquet", "coco"] = "auto"  # auto: from the suffix
+    field: str = "caption"  # the caption column of JSONL and parquet (LAION: TEXT)
+    vocabulary: str | None = None  # YAML of objects/backgrounds -> words; None: the toy world's
+
+
 class Report(_Section):
     grid_samples: int = Field(16, gt=0)
 
@@ -382,6 +391,7 @@ class Params(_Section):
     assess: Assess = Assess()
     affinity_net: AffinityNetParams = AffinityNetParams()
     evaluate: Evaluate = Evaluate()
+    thesaurus: Thesaurus = Thesaurus()
     report: Report = Report()
     active: Active = Active()
 
