@@ -221,6 +221,20 @@ def test_compose_sizes_out_of_order_are_refused_by_params_validation(repo):
         "  compose.min_size (0.5) must be <= compose.max_size (0.2): an object's side is drawn from [min_size, max_size]"]
 
 
+def test_compose_in_thesaurus_mode_names_a_missing_or_foreign_thesaurus(repo):
+    _params(repo, compose={"mode": "thesaurus"})
+    _one_error_line(_stage(repo, "compose"), "data/thesaurus/thesaurus.csv")
+    (repo / "data/thesaurus").mkdir(parents=True)
+    (repo / "data/thesaurus/thesaurus.csv").write_text("object,background,n_background,n_both,R\ncat,sky,1,1,1.0\n")
+    _one_error_line(_stage(repo, "compose"), "data/thesaurus/thesaurus.csv", "no row for aeroplane", "`thesaurus` stage")
+
+
+def test_thesaurus_stage_names_a_corpus_without_the_caption_field(repo):
+    (repo / "c.jsonl").write_text('{"text": "a bird in the sky"}\n')
+    _params(repo, thesaurus={"corpus": "c.jsonl"})
+    _one_error_line(_stage(repo, "thesaurus"), "c.jsonl", "caption")
+
+
 @pytest.mark.parametrize("section, values, message", [
     ("compose", {"min_size": 0.5, "max_size": 0.2}, r"compose\.min_size \(0\.5\) must be <= compose\.max_size \(0\.2\)"),
     ("world", {"generator_background_only_share": 0.5, "generator_multi_object_share": 0.6},

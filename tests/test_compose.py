@@ -74,13 +74,13 @@ def _write_sources(tmp_path):
                        [("sky_0", scene("sky", 10)), ("grass_0", scene("grass", 20)), ("water_0", scene("water", 30))])
 
 
-def _composed(tmp_path, mode, name, seed=0):
+def _composed(tmp_path, mode, name, seed=0, allowed=None):
     from freemask.compose.paste import compose_dataset
     from freemask.data import shards
     from freemask.params import Compose
 
     cfg = Compose(mode=mode, n_images=40, max_objects=3, shard_size=16, seed=seed)
-    stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name)
+    stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name, allowed)
     return stats, dict(shards.read_shards(tmp_path / name))
 
 
@@ -118,3 +118,25 @@ def test_same_background_without_a_matching_scene_names_the_backgrounds(tmp_path
     c = Cutout("a", np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool), 1, np.zeros((1, 1), bool), "sky")
     with pytest.raises(ValueError, match=r"same_background.*scenes: \['road'\], objects: \['sky'\]"):
         scene_pools("same_background", [c], [Scene("r", "road", np.zeros((2, 2, 3), np.uint8))])
+
+
+def test_thesaurus_mode_lets_a_class_join_the_scenes_whose_r_is_above_the_threshold(tmp_path):
+    """Class 1 was generated on sky, class 4 on grass; the thesaurus lets class 1 into water and sky
+    scenes and class 4 into sky scenes only, so the grass scene is left out."""
+    import polars as pl
+
+    from freemask.thesaurus import allowed_labels
+
+    r = {("c1", "sky"): 0.5, ("c4", "sky"): 0.5, ("c4", "grass"): 0.02, ("c1", "water"): 0.5}
+    pairs = [(o, b) for b in ("sky", "grass", "water") for o in ("c1", "c2", "c3", "c4")]
+    thesaurus = pl.DataFrame({"object": [o for o, _ in pairs], "background": [b for _, b in pairs],
+                              "R": [r.get(pair, 0.0) for pair in pairs]})
+    allowed = allowed_labels(thesaurus, ["c1", "c2", "c3", "c4"], threshold=0.05)
+    assert allowed == {"sky": {1, 4}, "grass": set(), "water": {1}}
+    _write_sources(tmp_path)
+    stats, out = _composed(tmp_path, "thesaurus", "th", allowed=allowed)
+    assert stats["scenes"] == 2 and stats["scenes_left_out"] == 1
+    by_scene: dict[str, set] = {}
+    for rec in out.values():
+        by_scene.setdefault(rec["meta.json"]["scene"], set()).update(set(np.unique(rec["label.png"])) - {0})
+    assert by_scene == {"sky_0": {1, 4}, "water_0": {1}}

@@ -191,8 +191,8 @@ class Generate(_Section):
 class Compose(_Section):
     seed: int = 0
     # random: any object into any scene; same_background: only into scenes of the background the
-    # object was generated on (freemask.compose.paste)
-    mode: Literal["random", "same_background"] = "same_background"
+    # object was generated on; thesaurus: where R(o, b) > thesaurus.threshold (freemask.compose.paste)
+    mode: Literal["random", "same_background", "thesaurus"] = "same_background"
     n_images: int = Field(1000, ge=0)
     max_objects: int = Field(3, ge=1, le=8)
     # an object's longer side, drawn uniformly from [min_size, max_size] of the image side
@@ -350,6 +350,8 @@ class Thesaurus(_Section):
     format: Literal["auto", "txt", "jsonl", "parquet", "coco"] = "auto"  # auto: from the suffix
     field: str = "caption"  # the caption column of JSONL and parquet (LAION: TEXT)
     vocabulary: str | None = None  # YAML of objects/backgrounds -> words; None: the toy world's
+    # an object may join a scene of background b when R(o, b) is above this (compose.mode=thesaurus)
+    threshold: float = Field(0.05, ge=0, lt=1)
 
 
 class Report(_Section):

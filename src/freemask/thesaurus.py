@@ -172,6 +172,16 @@ def allowed(thesaurus: pl.DataFrame, background: str, threshold: float) -> list[
     return [o for o, r in lookup(thesaurus).get(background, {}).items() if r > threshold]
 
 
+def allowed_labels(thesaurus: pl.DataFrame, classes: list[str], threshold: float) -> dict[str, set[int]]:
+    """Background -> the labels (1-based index in ``classes``) of the classes whose R(o, b) is above
+    ``threshold``; a class of ``classes`` the table does not have is a ValueError."""
+    missing = set(classes) - set(thesaurus["object"])
+    if missing:
+        raise ValueError(f"the thesaurus has no row for {', '.join(sorted(missing))}")
+    r = lookup(thesaurus)
+    return {b: {classes.index(o) + 1 for o, v in row.items() if v > threshold and o in classes} for b, row in r.items()}
+
+
 def write_csv(thesaurus: pl.DataFrame, path: str | Path) -> None:
     """The table as CSV, R to 6 decimals (equal counts give equal bytes)."""
     from .io import write_text

@@ -4,11 +4,13 @@ Stacking order decides the label: a newer object overwrites the label pixels it 
 stay consistent under occlusion. Pixels a mask rule left undecided (label 255, e.g. Dataset
 Diffusion's uncertainty band) travel with their object and stay 255 where it is pasted.
 
-Modes (``compose.mode``), both placing objects at random positions and sizes:
+Modes (``compose.mode``), all placing objects at random positions and sizes:
 - ``random`` (the ablation 'w/o thesaurus, w/o placement'): any object into any scene;
 - ``same_background``: an object joins only scenes of the background it was generated on (its
   prompt's "... in/on the {background}"), so the pairing of objects and scenes is the one the
-  generate stage's plan chose.
+  generate stage's plan chose;
+- ``thesaurus``: an object of class o joins a scene of background b when the Adaptive Matching
+  Thesaurus has R(o, b) above ``thesaurus.threshold``, whatever background it was generated on.
 """
 from __future__ import annotations
 
@@ -115,24 +117,30 @@ def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout],
     return image, label, used
 
 
-def scene_pools(mode: str, pool: list[Cutout], scenes: list[Scene]) -> tuple[list[Scene], list[list[Cutout]]]:
-    """The scenes objects can be pasted into and, for each, the objects that may join it by ``mode``.
-    Under ``same_background`` a scene whose background no object was generated on is left out."""
+def scene_pools(mode: str, pool: list[Cutout], scenes: list[Scene],
+                allowed: dict[str, set[int]] | None = None) -> tuple[list[Scene], list[list[Cutout]]]:
+    """The scenes objects can be pasted into and, for each, the objects that may join it by ``mode``;
+    ``allowed`` (``thesaurus`` mode): background -> the labels of the classes that may join its
+    scenes. A scene no object may join is left out."""
     if mode == "random":
         return scenes, [pool] * len(scenes)
-    if mode != "same_background":
-        raise KeyError(f"compose.mode must be random or same_background, got {mode!r}")
-    by_bg: dict[str, list[Cutout]] = {}
-    for c in pool:
-        by_bg.setdefault(c.background, []).append(c)
-    kept = [s for s in scenes if s.background in by_bg]
+    if mode == "same_background":
+        pools = [[c for c in pool if c.background == s.background] for s in scenes]
+    elif mode == "thesaurus":
+        if allowed is None:
+            raise ValueError("compose.mode=thesaurus needs the thesaurus's allowed classes per background")
+        pools = [[c for c in pool if c.label in allowed.get(s.background, set())] for s in scenes]
+    else:
+        raise KeyError(f"compose.mode must be random, same_background or thesaurus, got {mode!r}")
+    kept = [(s, p) for s, p in zip(scenes, pools) if p]
     if not kept:
-        raise ValueError(f"compose.mode=same_background: no scene has the background of any object "
-                         f"(scenes: {sorted({s.background for s in scenes})}, objects: {sorted(by_bg)})")
-    return kept, [by_bg[s.background] for s in kept]
+        raise ValueError(f"compose.mode={mode}: no object may join any scene "
+                         f"(scenes: {sorted({s.background for s in scenes})}, objects: {sorted({c.background for c in pool})})")
+    return [s for s, _ in kept], [p for _, p in kept]
 
 
-def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir) -> dict:
+def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir, allowed: dict[str, set[int]] | None = None) -> dict:
+    """``n_images`` composites in shards; ``allowed``: see :func:`scene_pools`."""
     if cfg.min_size > cfg.max_size:
         raise ValueError(f"compose.min_size ({cfg.min_size}) is larger than compose.max_size ({cfg.max_size})")
     pool, all_scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
@@ -140,7 +148,7 @@ def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir) -> dict:
         raise DataError(objects_dir, "no object with a non-empty mask (every generated mask is empty)")
     if not all_scenes:
         raise DataError(scenes_dir, "no scene")
-    scenes, pools = scene_pools(cfg.mode, pool, all_scenes)
+    scenes, pools = scene_pools(cfg.mode, pool, all_scenes, allowed)
     size = cfg.shard_size
     n_shards = (cfg.n_images + size - 1) // size
     for s in tqdm(range(n_shards), desc="compose: shards"):
