@@ -226,6 +226,11 @@ def test_report_renders_the_mask_quality_section():
     assert "## Seed spread (mean ± sd over 3 runs, seeds [0, 1, 2], of commit abcdef0 and its experiments)" in md
     assert "| eval: val.synthetic_mIoU | 0.520 ± 0.013 |" in md
     assert "generated objects + random composition" in spine_report(ev, details, quality, spread, ["bird", "car"], "random")
+    from typing import get_args
+
+    from freemask.params import Compose
+    for mode in get_args(Compose.model_fields["mode"].annotation):  # every compose.mode has its line
+        spine_report(ev, details, quality, spread, ["bird", "car"], mode)
     assert "## Mask quality by rule and attention resolution" in md
     assert "| dataset_diffusion | 32+16 | 80.0 | 80.0 | **80.0** | 12.5 |" in md
     assert "| dataset_diffusion | 32+16 | 40.0 | 40.0 | **40.0** | 12.5 |" in md  # the noised-render table

@@ -34,7 +34,8 @@ def mask_quality_tables(mq: dict, classes: list[str]) -> str:
     return "\n".join(parts)
 
 
-COMPOSITION = {"random": "random composition", "same_background": "composition by background"}
+COMPOSITION = {"random": "random composition", "same_background": "composition by background",
+               "thesaurus": "composition by the thesaurus"}
 
 
 SPLITS = {"val": "toy val, as stored (JPEG q95, 4:2:0)", "val_raw": "toy val, as rendered (lossless)",
