@@ -169,7 +169,11 @@ def lookup(thesaurus: pl.DataFrame) -> dict[str, dict[str, float]]:
 
 def allowed(thesaurus: pl.DataFrame, background: str, threshold: float) -> list[str]:
     """The objects that may join a scene of ``background``: R(o, background) above ``threshold``."""
-    return [o for o, r in lookup(thesaurus).get(background, {}).items() if r > threshold]
+    return _above(lookup(thesaurus).get(background, {}), threshold)
+
+
+def _above(row: dict[str, float], threshold: float) -> list[str]:
+    return [o for o, r in row.items() if r > threshold]
 
 
 def allowed_labels(thesaurus: pl.DataFrame, classes: list[str], threshold: float) -> dict[str, set[int]]:
@@ -178,8 +182,7 @@ def allowed_labels(thesaurus: pl.DataFrame, classes: list[str], threshold: float
     missing = set(classes) - set(thesaurus["object"])
     if missing:
         raise ValueError(f"the thesaurus has no row for {', '.join(sorted(missing))}")
-    r = lookup(thesaurus)
-    return {b: {classes.index(o) + 1 for o, v in row.items() if v > threshold and o in classes} for b, row in r.items()}
+    return {b: {classes.index(o) + 1 for o in _above(row, threshold) if o in classes} for b, row in lookup(thesaurus).items()}
 
 
 def write_csv(thesaurus: pl.DataFrame, path: str | Path) -> None:
