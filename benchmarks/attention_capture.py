@@ -77,11 +77,12 @@ def benchmark_plan(cfg, n: int) -> list:
     """``n`` object samples of the stage's plan (same prompts and seeds), classes taken in turn (bird,
     aeroplane, ..., bird, ...) so that even a 2-image batch is not all one class (the stage's plan
     is class-major)."""
-    from freemask.generators.dataset import plan_objects
+    from freemask.generate.plan import plan_objects
+    from freemask.labels import toy_labels
     from freemask.world.spec import CLASSES
 
     per_class = math.ceil(n / len(CLASSES))
-    plan = plan_objects(cfg.model_copy(update={"per_class": per_class}))
+    plan = plan_objects(cfg.model_copy(update={"per_class": per_class}), toy_labels())
     by_class = [plan[k * per_class:(k + 1) * per_class] for k in range(len(CLASSES))]
     mixed = [by_class[k][i] for i in range(per_class) for k in range(len(CLASSES))]
     return mixed[:n]
@@ -131,16 +132,17 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
 
     ``plain_*``: ``sample(..., store=None)`` with the loaded processors (SDPA) or diffusers'
     explicit ``AttnProcessor`` on every layer. ``capture_*``: ``sample`` with a store built as
-    ``dataset.new_store`` builds it for the ``otsu`` rule (cross-attention only) or the
+    ``masks.rules.new_store`` builds it for the ``otsu`` rule (cross-attention only) or the
     ``affinity`` rule (cross + self-attention at ``refine.resolution``), sampled by the generate
     stage's own ``dataset.sample_objects`` (cross-attention at timesteps <= ``max_timestep``,
     self-attention at the last ``refine.self_attention_steps`` of them); part ``sample`` is that call, part ``masks`` is
-    ``dataset.masks_from_store`` (maps at the params' resolutions, then the rule's masks)."""
+    ``masks.rules.masks_from_store`` (maps at the params' resolutions, then the rule's masks)."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    from freemask.generators.dataset import object_token_index, sample_objects
-    from freemask.generators.masking import masks_from_store, new_store
-    from freemask.generators.sampling import sample
+    from freemask.diffusion.sampling import sample
+    from freemask.generate.dataset import object_tokens, sample_objects
+    from freemask.labels import toy_labels
+    from freemask.masks.rules import masks_from_store, new_store
 
     prompts, seeds = [p.prompt for p in plan], [p.seed for p in plan]
     if variant in (PLAIN_SDPA, PLAIN_EXPLICIT):
@@ -152,11 +154,12 @@ def time_generation(gen, plan, cfg, variant: str) -> tuple[dict[str, float], "ob
     if variant not in (CAPTURE_CROSS, CAPTURE_CROSS_SELF):
         raise KeyError(f"unknown generation variant {variant!r}; one of {', '.join(GENERATION_VARIANTS)}")
     vcfg = with_rule(cfg, "affinity" if variant == CAPTURE_CROSS_SELF else "otsu")
-    store = new_store(object_token_index(gen, plan), vcfg)
+    tokens = object_tokens(gen, plan, toy_labels())
+    store = new_store(tokens, vcfg)
     if (store.self_attention_resolution is not None) != (variant == CAPTURE_CROSS_SELF):
         raise RuntimeError(f"{variant}: new_store did not build the store this variant measures")
     seconds, images = timed(lambda: sample_objects(gen, plan, vcfg, store))
-    mask_seconds, _ = timed(lambda: masks_from_store(store, images.shape[1], vcfg, [p.cls for p in plan]))
+    mask_seconds, _ = timed(lambda: masks_from_store(store, tokens, images.shape[1], vcfg, [p.cls for p in plan]))
     return {"sample": seconds, "masks": mask_seconds}, images
 
 
@@ -278,8 +281,9 @@ def child_main(spec: dict) -> dict:
     ``generate_dataset`` with ``spec['cfg']`` into a temporary folder that is removed after."""
     import torch
 
-    from freemask.generators.dataset import generate_dataset
-    from freemask.generators.toy import ToyGenerator
+    from freemask.diffusion.toy import ToyGenerator
+    from freemask.generate.dataset import generate_dataset
+    from freemask.labels import toy_labels
     from freemask.params import Generate
 
     torch.set_num_threads(int(spec["threads"]))
@@ -291,7 +295,7 @@ def child_main(spec: dict) -> dict:
     elif kind == "dataset":
         cfg = Generate.model_validate_json(json.dumps(spec["cfg"]))
         with tempfile.TemporaryDirectory(prefix="freemask-bench-") as tmp:
-            done = generate_dataset(cfg, spec["generator"], tmp)
+            done = generate_dataset(cfg.model_copy(update={"generator": str(spec["generator"])}), toy_labels(), tmp)
             result["counts"] = {k: done[k] for k in ("objects", "scenes")}
     else:
         raise KeyError(f"unknown child kind {kind!r} (load | dataset)")
@@ -370,7 +374,8 @@ def measure_peak_rss(generator_dir: Path, cfg, sizes: Sizes, threads: int) -> di
 def measure_throughput(gen, cfg, batch: int, repeats: int, warmup: bool = True) -> dict:
     """Section 3: images/s of ``dataset.attention_masks`` (the stage's per-batch work) at guidance 1.0
     (one UNet pass per step), 3.0 at the params' ``guidance_max_timestep`` and 3.0 at every step."""
-    from freemask.generators.dataset import attention_masks
+    from freemask.generate.dataset import attention_masks
+    from freemask.labels import toy_labels
 
     plan = benchmark_plan(cfg, batch)
     configs = {
@@ -380,7 +385,7 @@ def measure_throughput(gen, cfg, batch: int, repeats: int, warmup: bool = True) 
     }
 
     def variant(c):
-        return lambda: {"attention_masks": timed(lambda: attention_masks(gen, plan, c))[0]}
+        return lambda: {"attention_masks": timed(lambda: attention_masks(gen, plan, c, toy_labels()))[0]}
 
     rounds = run_interleaved({name: variant(c) for name, c in configs.items()}, repeats, warmup)
     out = {"images_per_call": batch, "steps": cfg.steps, "repeats": repeats,
@@ -506,7 +511,7 @@ def markdown(res: dict) -> str:
 def run(generator_dir: Path, params_path: Path, sizes: Sizes, threads: int, quick: bool) -> dict:
     import torch
 
-    from freemask.generators.toy import ToyGenerator
+    from freemask.diffusion.toy import ToyGenerator
     from freemask.params import load
 
     torch.set_num_threads(threads)

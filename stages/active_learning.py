@@ -23,7 +23,8 @@ from pathlib import Path
 from freemask.active.report import plot_curves, rounds_table, sweep_table
 from freemask.active.toy import load_samples, run_toy, write_pool
 from freemask.data.arrays import from_voc
-from freemask.generators.dataset import plan_objects
+from freemask.generate.plan import plan_objects
+from freemask.labels import toy_labels
 from freemask.io import write_text
 from freemask.params import Active, ParamsError
 from freemask.runtime import run_stage, set_threads, write_json
@@ -41,7 +42,7 @@ def run_rounds(p, initial, val) -> dict:
     to data/active and models/active. Returns the run's metrics (every round)."""
     set_threads(p.active.threads)
     result, _ = run_toy(p.active, p.generate, p.train, "models/generator", initial, "models/active",
-                        val=val, used=plan_objects(p.generate), initial_model="models/segmenter_synthetic",
+                        val=val, used=plan_objects(p.generate, toy_labels()), initial_model="models/segmenter_synthetic",
                         cache_dir=os.environ.get("FREEMASK_ACTIVE_CACHE", "data/work/active_fresh"))
     write_pool(result.pool, "data/active/pool", p.generate.shard_size)
     write_json("data/active/kept.json", {f"round_{r:02d}": keys for r, keys in result.kept.items()})

@@ -1,5 +1,5 @@
 """DVC stage `assess`: is the generator good enough? Recognisability and attention-mask IoU."""
-from freemask.generators.assess import assess_generator
+from freemask.assess.generator import assess_generator
 from freemask.runtime import run_stage, set_threads, write_json
 
 HEADLINE = {"classifier_accuracy": "classifier_accuracy_on_generated",

@@ -1,25 +1,34 @@
-"""DVC stage `evaluate`: mIoU and per-class IoU of both segmenters on the real toy val split, as
-stored (JPEG, read through the VOC reader), as rendered (lossless), and on a val split of a world
-rendered with another seed (``evaluate.fresh_world_seed``), stored as JPEG too."""
-from freemask.data.arrays import from_voc
+"""DVC stage `evaluate`: mIoU and per-class IoU of both segmenters on the profile's val split.
+
+The toy world: its val split as stored (JPEG, read through the VOC reader), as rendered
+(lossless), and the val split of a world rendered with another seed (``evaluate.fresh_world_seed``),
+stored as JPEG too. A real profile: the val split of its dataset (``data``), in the layouts of the
+paper's Tables 2-4 (``metrics.evaluation.paper_tables``)."""
+from freemask.data.profile import real_split
 from freemask.data.voc import as_stored
-from freemask.metrics.evaluation import evaluate_splits
+from freemask.labels import from_profile
+from freemask.metrics.evaluation import evaluate_profile, evaluate_splits
 from freemask.runtime import run_stage, set_threads, write_json
 from freemask.segmenters.mask2former import load_segmenter
 from freemask.world.build import JPEG_QUALITY, val_scenes
-from freemask.world.spec import CLASSES
 
 
 def main(p):
     set_threads(p.evaluate.threads)
-    fresh_images, fresh_labels = val_scenes(p.world.model_copy(update={"seed": p.evaluate.fresh_world_seed}))
-    splits = {
-        "val": from_voc("data/world/voc", "val"),
-        "val_raw": val_scenes(p.world),
-        "fresh_world_val": (as_stored(fresh_images, JPEG_QUALITY), fresh_labels),
-    }
+    names = list(from_profile(p.profile).names)
     models = {w: load_segmenter(f"models/segmenter_{w}") for w in ("synthetic", "real")}
-    headline, details = evaluate_splits(models, splits, ["background", *CLASSES], p.evaluate.batch_size)
+    if p.profile.name == "toy":
+        fresh_images, fresh_labels = val_scenes(p.world.model_copy(update={"seed": p.evaluate.fresh_world_seed}))
+        splits = {
+            "val": real_split(p, p.data.val_split),
+            "val_raw": val_scenes(p.world),
+            "fresh_world_val": (as_stored(fresh_images, JPEG_QUALITY), fresh_labels),
+        }
+        headline, details = evaluate_splits(models, splits, names, p.evaluate.batch_size)
+    else:
+        images, labels = real_split(p, p.data.val_split)
+        headline, details = evaluate_profile(models, images, labels, names, p.profile.name, p.profile.unseen,
+                                             p.evaluate.batch_size)
     write_json("metrics/details/eval.json", details)
     write_json("metrics/eval.json", headline)
 

@@ -1,6 +1,6 @@
 """DVC stage `train_affinity`: AffinityNet on the generated objects' own attention maps (no ground
 truth); the assess stage scores the refinement with its affinities beside the self-attention's."""
-from freemask.generators.learned_affinity import train_on_objects
+from freemask.assess.learned_affinity import train_on_objects
 from freemask.masks.affinity_net import save_affinity_net
 from freemask.runtime import run_stage, set_threads, write_json
 

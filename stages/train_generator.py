@@ -1,5 +1,5 @@
 """DVC stage `train_generator`: train the toy text-to-image model to a fixed step count."""
-from freemask.generators.train_toy import train_generator
+from freemask.diffusion.train_toy import train_generator
 from freemask.runtime import run_stage, set_threads, write_json
 
 

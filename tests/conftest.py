@@ -28,7 +28,7 @@ def tiny_generator_cfg() -> TrainGenerator:
 
 @pytest.fixture
 def tiny_generator(tiny_generator_cfg):
-    from freemask.generators.train_toy import build_generator
+    from freemask.diffusion.train_toy import build_generator
 
     torch.manual_seed(0)
     return build_generator(tiny_generator_cfg, resolution=32)

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from freemask.data import shards
-from freemask.generators.dataset import generate_dataset
+from freemask.generate.dataset import generate_dataset
+from freemask.labels import toy_labels
 from freemask.params import Generate
 
 
@@ -49,7 +50,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.kill_while_writing is not None:
         _kill_while_writing(args.kill_while_writing)
-    result = generate_dataset(Generate.model_validate_json(args.cfg_json.read_text()), args.generator_dir, args.out_dir)
+    cfg = Generate.model_validate_json(args.cfg_json.read_text()).model_copy(update={"generator": str(args.generator_dir)})
+    result = generate_dataset(cfg, toy_labels(), args.out_dir)
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / f"rank{result['rank']}.json").write_text(json.dumps(result, sort_keys=True))
 

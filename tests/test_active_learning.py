@@ -3,13 +3,15 @@ seed separation between rounds, the report helpers, and one end-to-end run on th
 import json
 
 import numpy as np
+
+from freemask.labels import toy_labels
 import pytest
 
 from freemask.active.loop import Samples, run
 from freemask.active.report import plot_curves, rounds_table, sweep_table
 from freemask.active.select import class_iou, n_kept, scores, select_top
 from freemask.active.toy import FreshSamples, plan_round, round_seed, run_toy, write_pool, load_samples
-from freemask.generators.dataset import plan_objects
+from freemask.generate.plan import plan_objects
 from freemask.params import Active, ParamsError, Train, dump_defaults, validate
 
 # ------------------------------------------------------------------------------------ scoring
@@ -162,7 +164,7 @@ def test_loop_refuses_fresh_samples_without_classes_or_already_pooled():
 def test_rounds_draw_disjoint_seeds_and_keys(tiny_generate_cfg):
     active = Active(per_class=3)
     plans = {r: plan_round(tiny_generate_cfg, active, r) for r in range(1, 5)}
-    base = {p.seed for p in plan_objects(tiny_generate_cfg)}
+    base = {p.seed for p in plan_objects(tiny_generate_cfg, toy_labels())}
     seen = set(base)
     for r, plan in plans.items():
         seeds = {p.seed for p in plan}

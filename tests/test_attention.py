@@ -8,10 +8,11 @@ from diffusers import DDPMScheduler
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from transformers import CLIPTokenizer
 
-from freemask.generators.attention import (AttentionStore, CrossAttentionRecorder, cross_attention_layers, layer_resolutions,
-                                          WordTokens, recording, token_positions, word_maps, word_tokens)
-from freemask.generators.sampling import sample
-from freemask.generators.toy import build_tokenizer
+from freemask.attention.recorder import (AttentionRecorder, AttentionStore, cross_attention_layers, layer_resolutions,
+                                         recording)
+from freemask.attention.tokens import WordTokens, token_positions, word_maps, word_tokens
+from freemask.diffusion.sampling import sample
+from freemask.diffusion.toy import build_tokenizer
 
 
 def _inputs(gen, n=2):
@@ -31,7 +32,7 @@ def test_recorder_returns_what_the_default_processor_returns(tiny_generator):
             rec = unet(x, t, encoder_hidden_states=ctx).sample
         after = unet(x, t, encoder_hidden_states=ctx).sample
     assert torch.allclose(plain, rec, atol=1e-5)
-    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+    assert not any(isinstance(p, AttentionRecorder) for p in unet.attn_processors.values())
     assert torch.equal(plain, after)
 
 
@@ -99,7 +100,7 @@ def test_under_guidance_only_the_conditional_rows_are_computed_explicitly(tiny_g
         with torch.no_grad(), recording(unet, store):
             if not fallback:  # every recorder computes all rows explicitly
                 for p in unet.attn_processors.values():
-                    if isinstance(p, CrossAttentionRecorder):
+                    if isinstance(p, AttentionRecorder):
                         p.fallback = None
             out = unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=both).sample
         stores.append((store, out))
@@ -115,7 +116,7 @@ def test_under_guidance_only_the_conditional_rows_are_computed_explicitly(tiny_g
 def test_self_attention_in_chunks_of_prompts_is_what_one_piece_gives(tiny_generator, monkeypatch, guided):
     """The explicit self-attention is computed a prompt at a time when a chunk is that small: the
     same affinity, the same count of recorded layer calls and the same UNet output as one piece."""
-    import freemask.generators.attention as attention
+    import freemask.attention.recorder as attention
     unet = tiny_generator.unet
     x, t, ctx = _inputs(tiny_generator)
     if guided:
@@ -144,7 +145,7 @@ def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(t
     """Without a layer processor to fall back on (or with a strided ``batch_slice``) a recorder sees
     the whole UNet batch: it still computes the self-attention a prompt at a time and hands the store
     only its rows, the same affinity as every row recorded and those rows taken."""
-    import freemask.generators.attention as attention
+    import freemask.attention.recorder as attention
     unet = tiny_generator.unet
     x, t, ctx = _inputs(tiny_generator)
     x, t, ctx = torch.cat([x, x]), torch.cat([t, t]), torch.cat([tiny_generator.encode(["", ""]), ctx])
@@ -159,7 +160,7 @@ def test_self_attention_of_the_whole_batch_is_chunked_and_keeps_the_store_rows(t
                                batch_slice=batch_slice, self_attention_resolution=16)
         with torch.no_grad(), recording(unet, store):
             for p in unet.attn_processors.values():
-                if isinstance(p, CrossAttentionRecorder):
+                if isinstance(p, AttentionRecorder):
                     p.fallback = None
             out = unet(x, t, encoder_hidden_states=ctx).sample
         runs.append((store, out))
@@ -218,7 +219,7 @@ def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinit
         unet(x, t, encoder_hidden_states=ctx)
         unet(x, t, encoder_hidden_states=ctx)
         self_recorders = {n for n, p in unet.attn_processors.items()
-                          if isinstance(p, CrossAttentionRecorder) and p.self_attention}
+                          if isinstance(p, AttentionRecorder) and p.self_attention}
     assert self_recorders == {n for n, r in layer_resolutions(unet).items() if ".attn1." in n and r == 16}  # no wasted work
     aff = store.affinity()
     assert aff.shape == (2, 256, 256)
@@ -226,7 +227,7 @@ def test_self_attention_at_the_asked_resolution_becomes_a_row_stochastic_affinit
     n_layers = sum(1 for n in unet.attn_processors if ".attn1." in n and n.startswith(("down_blocks.1", "up_blocks.1")))
     assert store.self_count == 2 * n_layers
     assert set(store.sums) == set(cross_attention_layers(unet))  # cross-attention is recorded as before
-    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+    assert not any(isinstance(p, AttentionRecorder) for p in unet.attn_processors.values())
 
 
 def test_layer_resolutions_match_the_feature_maps_the_layers_see(tiny_generator):
@@ -305,7 +306,7 @@ def test_recording_raises_when_the_recorders_were_bypassed(tiny_generator):
         with torch.no_grad(), recording(unet, AttentionStore(torch.tensor([[5], [8]]))):
             unet.set_attn_processor(AttnProcessor())
             unet(x, t, encoder_hidden_states=ctx)
-    assert not any(isinstance(p, CrossAttentionRecorder) for p in unet.attn_processors.values())
+    assert not any(isinstance(p, AttentionRecorder) for p in unet.attn_processors.values())
 
 
 def test_recording_raises_when_attention_runs_outside_the_processors(tiny_generator, monkeypatch):
@@ -395,7 +396,7 @@ def test_inactive_steps_run_the_layers_own_processors_and_record_nothing(tiny_ge
 def test_freed_heap_pages_are_released_at_each_attention_layer_of_self_recording_steps_only(tiny_generator, monkeypatch):
     """The steps that record self-attention hold the peak; before each of their attention layers the
     freed heap pages go back to the system. Other steps, and the UNet after the context, pay nothing."""
-    import freemask.generators.attention as attention_module
+    import freemask.attention.recorder as attention_module
 
     calls = []
     monkeypatch.setattr(attention_module, "release_free_memory", lambda: calls.append(1) or True)

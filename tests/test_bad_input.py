@@ -345,7 +345,7 @@ def test_segmenter_checkpoint_files_are_read_safely(tmp_path):
 
 @pytest.fixture
 def saved_generator(repo, tiny_generator):
-    from freemask.generators.toy import ToyGenerator
+    from freemask.diffusion.toy import ToyGenerator
 
     tiny_generator.save(repo / "models/generator")
     return ToyGenerator, repo / "models/generator"
@@ -425,7 +425,7 @@ def test_cli_generate_names_a_word_missing_from_the_prompt_and_a_damaged_generat
 
 
 def test_assess_checks_every_rule_s_resolutions_before_it_starts(tiny_generator):
-    from freemask.generators.masking import check_fits, check_resolutions
+    from freemask.masks.rules import check_fits, check_resolutions
     from freemask.params import Generate
 
     cfg = Generate(refine={"resolution": 64})  # the fixed rule does not read it; the mask-quality table does

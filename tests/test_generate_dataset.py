@@ -1,12 +1,15 @@
 from pathlib import Path
 
 import numpy as np
+
+from freemask.labels import toy_labels
 import pytest
 import torch
 
 from freemask.data import shards
-from freemask.generators import dataset
-from freemask.generators.dataset import generate_dataset, plan_objects, plan_scenes, plan_shards
+from freemask.generate import dataset
+from freemask.generate.dataset import generate_dataset
+from freemask.generate.plan import plan_objects, plan_scenes, plan_shards
 from freemask.masks.threshold import normalize01, otsu_threshold, threshold
 from freemask.world.spec import CLASSES, COOCCURRENCE
 
@@ -17,7 +20,7 @@ def _digest(d):
 
 
 def test_plan_uses_plausible_backgrounds_and_distinct_seeds(tiny_generate_cfg):
-    plan = plan_objects(tiny_generate_cfg)
+    plan = plan_objects(tiny_generate_cfg, toy_labels())
     assert len(plan) == 2 * len(CLASSES)
     assert all(COOCCURRENCE[p.background].get(p.cls, 0) > 0 for p in plan)
     assert len({p.seed for p in plan}) == len(plan)
@@ -27,8 +30,8 @@ def test_generate_writes_deterministic_shards(tmp_path, tiny_generator, tiny_gen
     gdir = tmp_path / "gen"
     tiny_generator.save(gdir)
     out1, out2 = tmp_path / "a", tmp_path / "b"
-    generate_dataset(tiny_generate_cfg, gdir, out1)
-    generate_dataset(tiny_generate_cfg, gdir, out2)
+    generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), out1)
+    generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), out2)
     assert _digest(out1) == _digest(out2)
     samples = list(shards.read_shards(out1 / "objects"))
     assert len(samples) == 2 * len(CLASSES)
@@ -76,21 +79,21 @@ def test_interrupted_generate_resumes_with_only_the_missing_shards(tmp_path, tin
                                                                    monkeypatch):
     gdir, out = tmp_path / "gen", tmp_path / "out"
     tiny_generator.save(gdir)
-    generate_dataset(tiny_generate_cfg, gdir, tmp_path / "whole")
+    generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "whole")
 
     with monkeypatch.context() as m:
         _interrupt_while_writing(m, "shard-00001.tar")
         with pytest.raises(KeyboardInterrupt):
-            generate_dataset(tiny_generate_cfg, gdir, out)
+            generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), out)
     # only whole files are left: the first shard and the stamps, no temporary file, no index
     assert _files(out) == ["objects/_fingerprint.txt", "objects/shard-00000.tar", "scenes/_fingerprint.txt"]
     first = (out / "objects" / "shard-00000.tar").stat()
 
     seeds = _count_sampled_seeds(monkeypatch)
-    result = generate_dataset(tiny_generate_cfg, gdir, out)
+    result = generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), out)
     assert result["written"] == {"objects": [1, 2], "scenes": [0]}
-    chunks = plan_shards(plan_objects(tiny_generate_cfg), tiny_generate_cfg.shard_size)
-    assert sorted(seeds) == sorted(p.seed for p in chunks[1] + chunks[2] + plan_scenes(tiny_generate_cfg))
+    chunks = plan_shards(plan_objects(tiny_generate_cfg, toy_labels()), tiny_generate_cfg.shard_size)
+    assert sorted(seeds) == sorted(p.seed for p in chunks[1] + chunks[2] + plan_scenes(tiny_generate_cfg, toy_labels()))
     again = (out / "objects" / "shard-00000.tar").stat()
     assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
     assert _digest(out) == _digest(tmp_path / "whole")
@@ -99,9 +102,9 @@ def test_interrupted_generate_resumes_with_only_the_missing_shards(tmp_path, tin
 def test_changed_params_discard_stale_shards(tmp_path, tiny_generator, tiny_generate_cfg):
     gdir = tmp_path / "gen"
     tiny_generator.save(gdir)
-    generate_dataset(tiny_generate_cfg, gdir, tmp_path / "o")
+    generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "o")
     cfg = tiny_generate_cfg.model_copy(update={"per_class": 1})
-    generate_dataset(cfg, gdir, tmp_path / "o")
+    generate_dataset(cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "o")
     assert len(list(shards.read_shards(tmp_path / "o" / "objects"))) == len(CLASSES)
 
 
@@ -114,13 +117,13 @@ def test_threshold_rules():
 
 
 def test_affinity_rule_gives_masks_from_the_generators_own_self_attention(tiny_generator, tiny_generate_cfg):
-    from freemask.generators.dataset import attention_masks
+    from freemask.generate.dataset import attention_masks
 
     cfg = tiny_generate_cfg.model_copy(update={"threshold": tiny_generate_cfg.threshold.model_copy(update={"rule": "affinity"}),
                                               "refine": tiny_generate_cfg.refine.model_copy(update={"resolution": 16}),
                                               "max_timestep": 1000})
-    plan = plan_objects(cfg)[:3]
-    images, masks = attention_masks(tiny_generator, plan, cfg)
+    plan = plan_objects(cfg, toy_labels())[:3]
+    images, masks = attention_masks(tiny_generator, plan, cfg, toy_labels())
     assert images.shape == (3, 32, 32, 3) and masks.foreground.shape == (3, 32, 32) and not masks.ignore.any()
     grid = np.arange(0.05, 1.0, 0.05)
     for m, mask in zip(masks.maps, masks.foreground):  # every mask is the raw map cut at one grid threshold
@@ -130,7 +133,7 @@ def test_affinity_rule_gives_masks_from_the_generators_own_self_attention(tiny_g
 
     bad = cfg.model_copy(update={"refine": cfg.refine.model_copy(update={"resolution": 64})})
     with pytest.raises(ValueError, match=r"generate.refine.resolution=64.*\[8, 16, 32\]"):
-        attention_masks(tiny_generator, plan, bad)
+        attention_masks(tiny_generator, plan, bad, toy_labels())
 
 
 def _rule(cfg, rule, **update):
@@ -139,18 +142,20 @@ def _rule(cfg, rule, **update):
 
 
 def test_diffumask_rule_thresholds_each_class_on_its_own_resolutions(tiny_generator, tiny_generate_cfg):
-    from freemask.generators.attention import AttentionStore, token_positions
-    from freemask.generators.masking import masks_from_store
-    from freemask.generators.sampling import sample
+    from freemask.attention.recorder import AttentionStore
+    from freemask.attention.tokens import word_tokens
+    from freemask.masks.rules import masks_from_store
+    from freemask.diffusion.sampling import sample
 
-    plan = [p for p in plan_objects(tiny_generate_cfg) if p.cls in ("car", "boat")][:3]
+    plan = [p for p in plan_objects(tiny_generate_cfg, toy_labels()) if p.cls in ("car", "boat")][:3]
     d = tiny_generate_cfg.diffumask
     dm = d.model_copy(update={"thresholds": {**d.thresholds, "car": 0.3, "boat": 0.7},
                               "resolutions": {**d.resolutions, "car": [8], "boat": [32, 16]}})
     cfg = _rule(tiny_generate_cfg, "diffumask", diffumask=dm)
-    store = AttentionStore(torch.tensor([[token_positions(tiny_generator.tokenizer, p.prompt, p.cls)[0]] for p in plan]))
+    tokens = word_tokens(tiny_generator.tokenizer, [p.prompt for p in plan], [[p.cls] for p in plan])
+    store = AttentionStore(tokens.index)
     sample(tiny_generator, [p.prompt for p in plan], [p.seed for p in plan], cfg.steps, cfg.guidance, store)
-    out = masks_from_store(store, 32, cfg, [p.cls for p in plan])
+    out = masks_from_store(store, tokens, 32, cfg, [p.cls for p in plan])
     for b, p in enumerate(plan):
         res = dm.resolutions[p.cls]
         want = np.mean([normalize01(store.maps(32, [r])[b, 0].numpy()) for r in res], axis=0)
@@ -158,7 +163,7 @@ def test_diffumask_rule_thresholds_each_class_on_its_own_resolutions(tiny_genera
         assert np.array_equal(out.foreground[b], want > dm.thresholds[p.cls])
     bad = cfg.model_copy(update={"diffumask": dm.model_copy(update={"resolutions": {**dm.resolutions, "car": [64]}})})
     with pytest.raises(ValueError, match=r"generate.diffumask.resolutions: no cross-attention recorded at \[64\]"):
-        masks_from_store(store, 32, bad, [p.cls for p in plan])
+        masks_from_store(store, tokens, 32, bad, [p.cls for p in plan])
 
 
 def test_dataset_diffusion_rule_writes_ignored_pixels_as_255(tmp_path, tiny_generator, tiny_generate_cfg):
@@ -167,7 +172,7 @@ def test_dataset_diffusion_rule_writes_ignored_pixels_as_255(tmp_path, tiny_gene
     cfg = cfg.model_copy(update={"dataset_diffusion": cfg.dataset_diffusion.model_copy(update={"low": 0.2, "high": 0.8})})
     gdir = tmp_path / "gen"
     tiny_generator.save(gdir)
-    generate_dataset(cfg, gdir, tmp_path / "out")
+    generate_dataset(cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "out")
     seen_ignore = False
     for _, m in shards.read_shards(tmp_path / "out" / "objects"):
         label, amap = m["label.png"], m["attention.png"] / 255.0
@@ -180,13 +185,16 @@ def test_dataset_diffusion_rule_writes_ignored_pixels_as_255(tmp_path, tiny_gene
 
 
 def test_the_store_records_only_the_resolutions_the_rule_reads(tiny_generate_cfg):
-    from freemask.generators.masking import map_resolutions, new_store
+    from freemask.attention.tokens import WordTokens
+    from freemask.masks.rules import map_resolutions, new_store
+
+    one = WordTokens(torch.tensor([[1]]), torch.ones(1, 1, 1))
 
     cfg = _rule(tiny_generate_cfg, "affinity", resolutions=[16, 8, 16])
     assert map_resolutions(cfg) == [8, 16]
-    store = new_store(torch.tensor([[1]]), cfg)
+    store = new_store(one, cfg)
     assert store.resolutions == {8, 16} and store.self_attention_resolution == 16
     d = cfg.diffumask
     dm = _rule(cfg, "diffumask", diffumask=d.model_copy(update={"resolutions": {**d.resolutions, "car": [8], "boat": [32]}}))
     assert map_resolutions(dm) == sorted({8, 32} | {r for c, rs in d.resolutions.items() if c not in ("car", "boat") for r in rs})
-    assert new_store(torch.tensor([[1]]), dm).self_attention_resolution is None
+    assert new_store(one, dm).self_attention_resolution is None

@@ -14,7 +14,8 @@ import pytest
 import torch.distributed as dist
 
 from freemask.distributed import Ranks, process_group, ranks_from_env
-from freemask.generators.dataset import generate_dataset
+from freemask.generate.dataset import generate_dataset
+from freemask.labels import toy_labels
 
 WORKER = Path(__file__).with_name("generate_worker.py")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -53,7 +54,7 @@ def test_two_gloo_processes_write_the_single_process_bytes(tmp_path, tiny_genera
     gdir, cfg_json = tmp_path / "gen", tmp_path / "cfg.json"
     tiny_generator.save(gdir)
     cfg_json.write_text(tiny_generate_cfg.model_dump_json())
-    single = generate_dataset(tiny_generate_cfg, gdir, tmp_path / "single")
+    single = generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "single")
     assert single["written"] == {"objects": [0, 1, 2], "scenes": [0]}  # 16 objects in shards of 7, 5 scenes
 
     _torchrun(2, cfg_json, gdir, tmp_path / "multi", tmp_path / "reports")
@@ -117,9 +118,9 @@ def test_killed_generate_resumes_to_the_uninterrupted_bytes(tmp_path, tiny_gener
                      "scenes/_fingerprint.txt"]
     first = (out / "objects" / "shard-00000.tar").stat()
 
-    result = generate_dataset(tiny_generate_cfg, gdir, out)
+    result = generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), out)
     assert result["written"] == {"objects": [1, 2], "scenes": [0]}
     again = (out / "objects" / "shard-00000.tar").stat()
     assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
-    generate_dataset(tiny_generate_cfg, gdir, tmp_path / "whole")
+    generate_dataset(tiny_generate_cfg.model_copy(update={"generator": str(gdir)}), toy_labels(), tmp_path / "whole")
     assert _digest(out) == _digest(tmp_path / "whole")  # the .tmp was overwritten and renamed into place

@@ -1,11 +1,13 @@
 """The mask-quality table: every rule on one recording, the assess stage's recordings, the report."""
 import numpy as np
+
+from freemask.labels import toy_labels
 import pytest
 
-from freemask.generators.assess import mask_ious, noised_renders, record_generated, record_noised_renders, stored_object_masks
-from freemask.generators.dataset import plan_objects
-from freemask.generators.mask_quality import RULES, MaskSetting, RuleScores, mask_quality_table, mask_settings
-from freemask.generators.masking import masks_from_recorded, masks_from_store
+from freemask.assess.generator import mask_ious, noised_renders, record_generated, record_noised_renders, stored_object_masks
+from freemask.generate.plan import plan_objects
+from freemask.assess.mask_quality import RULES, MaskSetting, RuleScores, mask_quality_table, mask_settings
+from freemask.masks.rules import masks_from_recorded, masks_from_store
 from freemask.metrics.segmentation import mask_iou
 from freemask.reports.tables import mask_quality_tables
 from freemask.world.spec import CLASSES
@@ -48,7 +50,7 @@ def test_a_setting_changes_only_the_rule_and_the_resolutions(gcfg):
 
 
 def test_regenerated_samples_are_the_generate_stages_first_per_class(gcfg, recorded):
-    full = {p.key: p for p in plan_objects(gcfg)}  # per_class = 2
+    full = {p.key: p for p in plan_objects(gcfg, toy_labels())}  # per_class = 2
     batches = [batch for batch, _, _ in recorded]
     assert [len(b) for b in batches] == [3, 3, 2]  # generate.batch_size batches of 8 samples
     again = [p for b in batches for p in b]
@@ -64,7 +66,7 @@ def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded
     scores.add(rec, classes, reference)
     assert rec.transition(gcfg.refine.beta, gcfg) is rec.transition(gcfg.refine.beta, gcfg)  # computed once
     for setting, cfg, ious, ignored in zip(scores.settings, scores.configs, scores.iou, scores.ignored):
-        m = masks_from_store(rec.store, images.shape[1], cfg, classes)  # a fresh recording view: nothing cached
+        m = masks_from_store(rec.store, rec.tokens, images.shape[1], cfg, classes)  # a fresh recording view: nothing cached
         again = masks_from_recorded(rec, cfg, classes)  # both walk the 3 images as one piece: exact
         assert np.array_equal(m.foreground, again.foreground) and np.array_equal(m.ignore, again.ignore), setting
         want = [mask_iou(f, r, i) for f, r, i in zip(m.foreground, reference, m.ignore)]
@@ -76,13 +78,14 @@ def test_every_row_is_what_masks_from_store_gives_under_that_rule(gcfg, recorded
 def test_transitions_made_an_image_at_a_time_give_the_same_masks(gcfg, recorded, monkeypatch, rule):
     """masks_from_store drops each piece of transition matrices after use (flat memory in the batch
     size); with pieces of one image the masks are those of the whole batch's kept matrices."""
-    import freemask.generators.masking as masking
+    import freemask.masks.rules as masking
     batch, images, rec = recorded[0]
     classes, cfg = [p.cls for p in batch], gcfg.model_copy(update={"threshold": gcfg.threshold.model_copy(update={"rule": rule})})
     monkeypatch.setattr(masking, "TRANSITION_CHUNK_BYTES", 1)
-    pieces = masking.RecordedAttention(rec.store, images.shape[1], keep_transitions=False)
+    pieces = masking.RecordedAttention(rec.store, images.shape[1], rec.tokens, keep_transitions=False)
     assert [rows for rows, _ in pieces.transitions(1.0, cfg)] == [slice(i, i + 1) for i in range(len(batch))]
-    chunked, whole = masks_from_store(rec.store, images.shape[1], cfg, classes), masks_from_recorded(rec, cfg, classes)
+    chunked = masks_from_store(rec.store, rec.tokens, images.shape[1], cfg, classes)
+    whole = masks_from_recorded(rec, cfg, classes)
     # a one-image product takes BLAS's matrix-vector path: the refined maps may differ in the last bit
     assert np.allclose(chunked.maps, whole.maps, rtol=0, atol=1e-6)
     # so a pixel within rounding of a threshold could flip on another CPU (none is near one here: each pixel's
@@ -186,11 +189,11 @@ def test_stored_labels_score_ignored_pixels_out():
 
 def test_regenerated_images_match_the_stored_ones(tmp_path, tiny_generator, gcfg, recorded):
     from freemask.data import shards
-    from freemask.generators.dataset import generate_dataset
+    from freemask.generate.dataset import generate_dataset
 
     cfg = gcfg.model_copy(update={"scenes_per_background": 0, "batch_size": 5})  # other batches than `recorded`
     tiny_generator.save(tmp_path / "gen")
-    generate_dataset(cfg, tmp_path / "gen", tmp_path / "out")
+    generate_dataset(cfg.model_copy(update={"generator": str(tmp_path / "gen")}), toy_labels(), tmp_path / "out")
     stored = dict(shards.read_shards(tmp_path / "out" / "objects"))
     for batch, images, _ in recorded:
         for p, img in zip(batch, images):
@@ -241,7 +244,7 @@ def test_report_renders_the_mask_quality_section():
 
 
 def test_best_fixed_threshold_is_the_grid_value_with_the_best_class_mean():
-    from freemask.generators.assess import best_fixed_threshold
+    from freemask.assess.generator import best_fixed_threshold
 
     # two classes; maps rise left to right; the truth starts at column 6 for "bird" and column 2 for "car"
     ramp = np.tile(np.linspace(0, 1, 10), (10, 1))  # column j has value j / 9

@@ -1,5 +1,6 @@
-"""The Stable Diffusion generator on an SD-1.5-shaped pipeline with tiny random weights, built from
-configs, saved to disk and loaded back as a user's checkpoint is: nothing comes from the hub."""
+"""Stable Diffusion through the one generation path, on an SD-1.5-shaped pipeline with tiny random
+weights, built from configs, saved to disk and loaded back as a user's checkpoint is: nothing comes
+from the hub."""
 import os
 import shutil
 import socket
@@ -9,18 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from freemask.generators.attention import cross_attention_layers, layer_resolutions
-from freemask.generators.stable_diffusion import (SDProfile, generate_with_masks, load_pipeline, load_profile,
-                                                  make_prompt)
-from freemask.generators.attention import AttentionStore
-from freemask.masks.refine import affinity_masks, threshold_grid, transition_matrix
-from freemask.masks.threshold import threshold
-from freemask.params import ParamsError, Refine
+from typer.testing import CliRunner
 
-PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "sd15.yaml"
+from freemask.attention.recorder import cross_attention_layers, layer_resolutions
+from freemask.cli import app
+from freemask.data import shards
+from freemask.diffusion.models import load_generator
+from freemask.generate.dataset import attention_masks, generate_dataset, object_tokens
+from freemask.generate.plan import plan_objects
+from freemask.labels import from_profile
+from freemask.masks.refine import threshold_grid
+from freemask.masks.rules import check_fits
+from freemask.params import ParamsError, validate
+
+CLASSES = ["plant", "dog", "bird"]
+RULES = ["affinity", "otsu", "fixed", "diffumask", "dataset_diffusion"]
 
 
 @pytest.fixture
@@ -50,107 +58,101 @@ def sd_folder(tmp_path, clip_tokenizer_dir) -> Path:
     return tmp_path / "sd"
 
 
-def _profile(folder, **kw) -> SDProfile:
-    base = dict(model=str(folder), steps=2, guidance=7.5, height=128, width=128, resolutions=[8, 16],
-                refine={"resolution": 8},  # 16x16 latents: self-attention at 16, 8, 4 and 2
-                varieties={"plant": ["potted plant"], "bird": ["blue jay", "sparrow"]})
-    return SDProfile(**{**base, **kw})
+def _params(folder, rule="affinity", **generate):
+    """Params of a three-class profile sampling the tiny SD at 128 px: 16x16 latents, cross- and
+    self-attention at 16, 8, 4 and 2."""
+    gen = dict(generator=str(folder), steps=2, guidance=7.5, guidance_max_timestep=1000, max_timestep=1000,
+               height=128, resolutions=[8, 16], per_class=2, scenes_per_background=1, batch_size=4,
+               threshold={"rule": rule}, refine={"resolution": 8},
+               diffumask={"thresholds": {c: 0.5 for c in CLASSES}, "resolutions": {"plant": [8], "dog": [8, 16],
+                                                                                  "bird": [16]}})
+    return validate({"profile": {"name": "sd_test", "classes": CLASSES,
+                                 "backgrounds": {"floor": "on", "grass": "on", "sky": "in"},
+                                 "places": {"plant": ["floor"], "dog": ["grass"], "bird": ["sky"]},
+                                 "varieties": {"plant": ["potted plant"], "bird": ["blue jay", "sparrow"]}},
+                     "generate": {**gen, **generate}, "assess": {"mask_quality_per_class": 1}})
 
 
-def test_sd15_shaped_checkpoint_gives_an_image_and_one_map_per_word(sd_folder):
-    pipe = load_pipeline(sd_folder)
-    assert pipe.safety_checker is None and pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
-    res = layer_resolutions(pipe.unet)
-    cross = cross_attention_layers(pipe.unet)
+def test_sd15_shaped_checkpoint_loads_as_a_generator_of_the_one_path(sd_folder):
+    gen = load_generator(sd_folder)
+    assert gen.kind == "stable_diffusion" and gen.unet.dtype == torch.float32 and gen.unet.device.type == "cpu"
+    assert gen.scale_factor == 8 and gen.latent_side(128) == 16 and gen.latent_side() == 16
+    res = layer_resolutions(gen.unet)
+    cross = cross_attention_layers(gen.unet)
     # down: 3 attention blocks x 2 layers; mid: 1; up: 3 attention blocks x 3 layers (layers_per_block + 1)
     assert len(cross) == 16
     assert Counter(res[n] for n in cross) == {16: 5, 8: 5, 4: 5, 2: 1}
-    cfg = _profile(sd_folder, resolutions=[2, 4, 8, 16])
-    plant, phrase = make_prompt(cfg, "plant", "on", "floor", seed=0)
-    assert (plant, phrase) == ("a photo of a potted plant on the floor", "potted plant")  # pot|ted plant: 3 tokens
-    prompts, words, seeds = [plant, "a photo of a dog on the grass"], [[phrase, "floor"], ["dog", "grass"]], [3, 4]
-    out = generate_with_masks(pipe, prompts, words, seeds, cfg)
-    assert out.images.dtype == np.uint8 and out.images.shape == (2, 128, 128, 3)
-    assert out.maps.dtype == np.float32 and out.maps.shape == (2, 2, 128, 128)  # (samples, words, H, W)
-    assert np.isfinite(out.maps).all()
-    assert np.allclose(out.maps.min(axis=(2, 3)), 0) and np.allclose(out.maps.max(axis=(2, 3)), 1)
-    assert not np.allclose(out.maps[0, 0], out.maps[0, 1], atol=1e-3)  # two words, two different maps
-    assert out.layers == {n: res[n] for n in cross}  # every attn2 layer recorded, at the resolution predicted
-    # one mask per word: its map above the grid threshold that the refinement chose for it
-    assert out.masks.dtype == bool and out.masks.shape == out.maps.shape
-    grid = threshold_grid(cfg.refine.grid_step)
-    for m, mask in zip(out.maps.reshape(-1, 128, 128), out.masks.reshape(-1, 128, 128)):
-        # cut in float32 as the refinement cuts: a pixel at float32(t) is above the float64 t, and the maps'
-        # last bits (so whether such a pixel turns up) differ from CPU to CPU
-        assert any(np.array_equal(mask, m > np.float32(t)) for t in grid)
-    again = generate_with_masks(pipe, prompts, words, seeds, cfg)
-    assert np.array_equal(out.images, again.images) and np.array_equal(out.maps, again.maps)
-    assert np.array_equal(out.masks, again.masks)
-    alone = generate_with_masks(pipe, prompts[1:], words[1:], seeds[1:], cfg)
-    assert np.abs(alone.images[0].astype(int) - out.images[1]).max() <= 1  # batch mates do not change a sample
-    assert np.allclose(alone.maps[0], out.maps[1], atol=1e-4)
 
 
-def test_masks_follow_the_mask_rule_and_the_recorded_resolutions(sd_folder):
-    """The affinity rule's masks are the paper's refinement applied to the maps with the recorded
-    self-attention; otsu thresholds each map; only the asked cross-attention resolutions record."""
-    pipe = load_pipeline(sd_folder)
-    args = (["a photo of a dog on the grass", "a photo of a bird in the sky"], [["dog"], ["bird"]], [1, 2])
-    cfg = _profile(sd_folder)
-    out = generate_with_masks(pipe, *args, cfg)
-    assert set(out.layers.values()) == {8, 16}  # the profile's resolutions, no other layer recorded
-    otsu = generate_with_masks(pipe, *args, _profile(sd_folder, mask_rule="otsu"))
-    # the rule changes the masks only (up to rounding: without recording, self-attention runs fused)
-    assert np.allclose(otsu.maps, out.maps, atol=1e-4)
-    assert np.array_equal(otsu.masks[:, 0], np.stack([threshold(m, "otsu") for m in otsu.maps[:, 0]]))
+@pytest.mark.parametrize("rule", RULES)
+def test_every_mask_rule_runs_on_stable_diffusion(sd_folder, rule):
+    p = _params(sd_folder, rule)
+    labels, gen = from_profile(p.profile), load_generator(sd_folder)
+    plan = plan_objects(p.generate, labels)[::2]  # one sample of each class
+    assert [x.prompt for x in plan][0] == "a photo of a potted plant on the floor"  # pot|ted plant: 3 tokens
+    assert object_tokens(gen, plan, labels).index.shape[1] == 3
+    images, masks = attention_masks(gen, plan, p.generate, labels)
+    assert images.dtype == np.uint8 and images.shape == (3, 128, 128, 3)
+    assert masks.maps.shape == masks.foreground.shape == (3, 128, 128) and np.isfinite(masks.maps).all()
+    assert masks.maps.min() >= 0 and masks.maps.max() <= 1  # diffumask: a mean of normalised maps
+    if rule == "affinity":  # each mask is its map above the grid threshold the refinement chose for it
+        grid = threshold_grid(p.generate.refine.grid_step)
+        assert all(any(np.array_equal(f, m > np.float32(t)) for t in grid) for m, f in zip(masks.maps, masks.foreground))
+    if rule != "dataset_diffusion":  # the one rule with an undecided band
+        assert not masks.ignore.any()
+    again_images, again = attention_masks(gen, plan, p.generate, labels)
+    assert np.array_equal(images, again_images) and np.array_equal(masks.foreground, again.foreground)
 
 
-def test_refined_masks_walk_each_words_map_on_its_images_affinity(monkeypatch):
-    """Two images, two words: each word's mask is ``affinity_masks`` of its map with its own image's
-    transition matrix, whether the matrices are made for both images at once or one at a time."""
-    import freemask.generators.stable_diffusion as sd
-    rng = np.random.default_rng(0)
-    side, size = 4, 8
-    store = AttentionStore(torch.zeros((2, 2), dtype=torch.long), self_attention_resolution=side)
-    left = np.repeat(np.arange(side * side) % side < side // 2, 1)  # pixels of the left half attend to each other
-    block = torch.tensor((left[:, None] == left[None, :]).astype(np.float32)) + 0.01
-    store.add_self("attn1", torch.stack([block, block.T.flip(0).flip(1)]), heads=1, height=side)
-    maps = rng.random((2, 2, size, size)).astype(np.float32)
-    refine = Refine(resolution=side, walk_steps=2)
-    grid = threshold_grid(refine.grid_step)
-    want = np.stack([np.stack([affinity_masks(maps[i:i + 1, w], transition_matrix(store.affinity(slice(i, i + 1)), 2.0),
-                                              2, refine.bg_power, grid)[2][0] for w in range(2)]) for i in range(2)])
-    # both images' walk is one (2, N, N) product here, one image's a (1, N, N) one: the walked scores may differ
-    # in the last bits, but every pixel's foreground and background scores are 0.3 or more apart, so the masks
-    # cannot: exact on any CPU
-    assert np.array_equal(sd.refined_masks(store, maps, refine), want)
-    monkeypatch.setattr(sd, "TRANSITION_CHUNK_BYTES", 1)  # an image at a time: the very computation of `want`
-    assert np.array_equal(sd.refined_masks(store, maps, refine), want)
+def test_a_sample_does_not_depend_on_its_batch(sd_folder):
+    p = _params(sd_folder, "otsu")
+    labels, gen = from_profile(p.profile), load_generator(sd_folder)
+    plan = plan_objects(p.generate, labels)[:3]
+    images, masks = attention_masks(gen, plan, p.generate, labels)
+    alone_images, alone = attention_masks(gen, plan[1:2], p.generate, labels)
+    # a batch of 1 and of 3 take different kernels: within a rounding step of the uint8 image
+    assert np.abs(alone_images[0].astype(int) - images[1]).max() <= 1
+    assert np.allclose(alone.maps[0], masks.maps[1], atol=1e-4)
 
 
-@pytest.mark.parametrize("scheduler", ["DPMSolverMultistep", "Euler"])
-def test_every_scheduler_name_samples(sd_folder, scheduler):
-    pipe = load_pipeline(sd_folder)
-    out = generate_with_masks(pipe, ["a photo of a dog on the grass"], [["dog"]], [0],
-                              _profile(sd_folder, scheduler=scheduler, max_timestep=600))
-    assert np.isfinite(out.maps).all() and out.maps.shape == (1, 1, 128, 128)
+@pytest.mark.parametrize("sampler", ["DPMSolverMultistep", "Euler"])
+def test_every_sampler_samples(sd_folder, sampler):
+    p = _params(sd_folder, "otsu", sampler=sampler, max_timestep=600)
+    labels = from_profile(p.profile)
+    images, masks = attention_masks(load_generator(sd_folder), plan_objects(p.generate, labels)[:1], p.generate, labels)
+    assert np.isfinite(masks.maps).all() and images.shape == (1, 128, 128, 3)
 
 
 def test_impossible_requests_are_named_before_sampling(sd_folder):
-    pipe = load_pipeline(sd_folder)
-    args = (["a photo of a dog on the grass"], [["dog"]], [0])
-    with pytest.raises(ValueError, match=r"resolutions \[32\]: at 128 px this UNet has cross-attention at "
-                                         r"\[2, 4, 8, 16\]"):
-        generate_with_masks(pipe, *args, _profile(sd_folder, resolutions=[16, 32]))
-    with pytest.raises(ValueError, match="max_timestep=0 is below every one of the 2 sampling timesteps"):
-        generate_with_masks(pipe, *args, _profile(sd_folder, max_timestep=0))
+    gen = load_generator(sd_folder)
+    side = gen.latent_side(128)
+    with pytest.raises(ParamsError, match=r"generate.resolutions: no cross-attention at \[32\] in this generator "
+                                          r"\(its attention layers are at \[2, 4, 8, 16\]\)"):
+        check_fits(_params(sd_folder, resolutions=[16, 32]).generate, gen.unet, side=side)
+    with pytest.raises(ParamsError, match=r"generate.refine.resolution=32: the generator has no self-attention"):
+        check_fits(_params(sd_folder, refine={"resolution": 32}).generate, gen.unet, side=side)
     with pytest.raises(ValueError, match="height 96 is not a multiple of 64"):
-        generate_with_masks(pipe, *args, _profile(sd_folder, height=96, width=96))
-    with pytest.raises(ValueError, match=r"refine.resolution=32: at 128 px this UNet has self-attention at "
-                                         r"\[2, 4, 8, 16\]"):
-        generate_with_masks(pipe, *args, _profile(sd_folder, refine={"resolution": 32}))
-    with pytest.raises(KeyError, match="'cat' does not occur"):
-        generate_with_masks(pipe, ["a photo of a dog on the grass"], [["cat"]], [0], _profile(sd_folder))
+        gen.latent_side(96)
+
+
+def test_the_cli_and_the_stage_give_the_same_mask_for_the_same_prompt_and_seed(sd_folder, tmp_path):
+    # the CLI samples one image on generate.threads threads: the same computation, the same bytes
+    p = _params(sd_folder, batch_size=1, threads=1)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p.model_dump()))
+    generate_dataset(p.generate, from_profile(p.profile), tmp_path / "generated")
+    samples = dict(shards.read_shards(tmp_path / "generated" / "objects"))
+    for key in ("plant_00000", "bird_00001"):  # a phrase of 3 tokens; a variety picked by the seed
+        meta = samples[key]["meta.json"]
+        out = tmp_path / key
+        result = CliRunner().invoke(app, ["generate", meta["prompt"], "--out", str(out), "--params", str(params),
+                                          "--seed", str(meta["seed"])])
+        assert result.exit_code == 0, result.output
+        from PIL import Image
+
+        mask = np.asarray(Image.open(out / "mask.png")) == 255
+        assert np.array_equal(mask, samples[key]["label.png"] == CLASSES.index(meta["class"]) + 1)
+        assert np.array_equal(np.asarray(Image.open(out / "image.png")), samples[key]["image.png"])
 
 
 @pytest.fixture
@@ -171,16 +173,16 @@ def no_network(monkeypatch) -> list:
 def test_a_missing_model_is_named_and_nothing_touches_the_network(sd_folder, tmp_path, no_network):
     missing = tmp_path / "no-such-model"
     with pytest.raises(FileNotFoundError, match=f"^{missing}: no such model directory$"):
-        load_pipeline(missing)
+        load_generator(missing)
     with pytest.raises(FileNotFoundError, match=r"^freemask-tests/not-downloaded: no such directory and no such model "
                                                 r"in the Hugging Face cache \(.*cache\); freemask never downloads"):
-        load_pipeline("freemask-tests/not-downloaded", cache_dir=tmp_path / "cache")
+        load_generator("freemask-tests/not-downloaded", cache_dir=tmp_path / "cache")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: not a diffusers pipeline folder"):
-        load_pipeline(tmp_path / "empty")
+        load_generator(tmp_path / "empty")
     shutil.rmtree(sd_folder / "unet")
     with pytest.raises(FileNotFoundError, match=f"^{sd_folder}: incomplete pipeline folder {sd_folder}: no unet/$"):
-        load_pipeline(sd_folder)
+        load_generator(sd_folder)
     assert no_network == []
 
 
@@ -191,34 +193,14 @@ def test_a_model_in_the_hf_cache_loads_by_repo_id_offline(sd_folder, tmp_path, n
     shutil.copytree(sd_folder, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    pipe = load_pipeline("freemask-tests/tiny-sd", cache_dir=tmp_path / "cache")
-    assert Counter(layer_resolutions(pipe.unet).values())[16] > 0
+    gen = load_generator("freemask-tests/tiny-sd", cache_dir=tmp_path / "cache")
+    assert Counter(layer_resolutions(gen.unet).values())[16] > 0
     assert "HF_HUB_OFFLINE" not in os.environ  # set for the call only
     assert no_network == []
 
 
 def test_sub_class_variety_is_chosen_by_seed(sd_folder):
-    cfg = _profile(sd_folder)
-    picks = [make_prompt(cfg, "bird", "in", "sky", seed=s) for s in range(20)]
-    assert {p for _, p in picks} == {"blue jay", "sparrow"}
-    assert picks == [make_prompt(cfg, "bird", "in", "sky", seed=s) for s in range(20)]
-    assert make_prompt(cfg, "dog", "on", "grass", seed=5) == ("a photo of a dog on the grass", "dog")
-
-
-def test_profile_yaml_is_validated_and_errors_name_the_key(tmp_path):
-    cfg = load_profile(PROFILE)  # the shipped profile
-    assert (cfg.scheduler, cfg.height, cfg.width) == ("DDIM", 512, 512) and "dog" in cfg.varieties
-    text = PROFILE.read_text()
-    cases = {"scheduler: DDIM ": ("scheduler: PNDM ", r"scheduler: Value error, unknown scheduler 'PNDM'; "
-                                                      r"choose one of DDIM, DPMSolverMultistep, Euler"),
-             "width: 512": ("width: 768", "width: Value error, width 768 != height 512"),
-             "steps: 50": ("stepz: 50", "stepz: unknown key .*stable_diffusion.SDProfile"),
-             "{preposition} the": ("the", r"template: .*uses \['background', 'object'\]")}
-    for old, (new, message) in cases.items():
-        assert old in text
-        bad = tmp_path / "bad.yaml"
-        bad.write_text(text.replace(old, new, 1))
-        with pytest.raises(ParamsError, match=message):
-            load_profile(bad)
-    with pytest.raises(ParamsError, match="nope.yaml: profile not found"):
-        load_profile(tmp_path / "nope.yaml")
+    labels = from_profile(_params(sd_folder).profile)
+    picks = [labels.phrase("bird", s) for s in range(20)]
+    assert set(picks) == {"blue jay", "sparrow"} and picks == [labels.phrase("bird", s) for s in range(20)]
+    assert labels.phrase("dog", 5) == "dog" and labels.prompt("blue jay", "sky") == "a photo of a blue jay in the sky"

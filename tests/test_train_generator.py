@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from freemask.data import shards
-from freemask.generators import train_toy
-from freemask.generators.toy import ToyGenerator
+from freemask.diffusion import train_toy
+from freemask.diffusion.toy import ToyGenerator
 from freemask.world.build import generator_sample
 
 

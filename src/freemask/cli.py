@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -43,38 +44,42 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"), help="params f
 def generate(
     prompt: str = typer.Argument(..., help='e.g. "a photo of a car on the road"'),
     out: Path = typer.Option(..., "--out", help="folder for image.png, mask.png, attention.png"),
-    word: str = typer.Option("", help="word whose attention becomes the mask (default: the first class word)"),
-    generator: Path = typer.Option(Path("models/generator"), help="generator folder (diffusers layout)"),
+    word: str = typer.Option("", help="word or phrase whose attention becomes the mask (default: the first class "
+                                      "word or sub-class phrase of the profile in the prompt)"),
+    generator: Optional[Path] = typer.Option(None, help="a toy generator or a diffusers Stable Diffusion folder "
+                                                        "(default: generate.generator of the params)"),
     seed: int = typer.Option(0),
-    params: Path = typer.Option(Path("params.yaml"), help="steps, guidance, resolutions and threshold come from `generate`"),
+    params: Path = typer.Option(Path("params.yaml"), help="the generator, sampler, steps, guidance, resolutions and "
+                                                          "mask rule come from `generate`, the classes from `profile`"),
 ) -> None:
-    """Generate one image and its mask from a prompt."""
+    """Generate one image and its mask from a prompt, as the generate stage makes its samples."""
     import numpy as np
     import torch
     from PIL import Image
 
-    from .generators.attention import token_positions
-    from .generators.masking import check_fits, masks_from_store, new_store
-    from .generators.sampling import sample
-    from .generators.toy import ToyGenerator
+    from .diffusion.models import load_generator
+    from .generate.dataset import attention_masks
+    from .generate.plan import PlannedSample
     from .io import write_with
+    from .labels import from_profile
+    from .masks.rules import check_fits
     from .params import ParamsError
-    from .world.spec import CLASSES
 
-    cfg = _params(params).generate
+    p = _params(params)
+    cfg = p.generate if generator is None else p.generate.model_copy(update={"generator": str(generator)})
+    labels = from_profile(p.profile)
     torch.set_num_threads(cfg.threads)
-    with _exit_on(KeyError, FileNotFoundError, ParamsError):
-        gen = ToyGenerator.load(generator)
-        check_fits(cfg, gen.unet)
-        word = word or next((w for w in prompt.split() if w in CLASSES), "")
+    phrases = {phrase: cls for cls in labels.classes for phrase in (cls, *labels.varieties.get(cls, ()))}
+    with _exit_on(KeyError, FileNotFoundError, ParamsError, ValueError):
+        word = word or next((ph for ph in sorted(phrases, key=len, reverse=True) if f" {ph} " in f" {prompt} "), "")
         if not word:
-            raise KeyError(f"no class word in {prompt!r}; pass --word")
-        store = new_store(torch.tensor([[token_positions(gen.tokenizer, prompt, word)[0]]]), cfg)
-        image = sample(gen, [prompt], [seed], cfg.steps, cfg.guidance, store, record_max_timestep=cfg.max_timestep,
-                       guidance_max_timestep=cfg.guidance_max_timestep)[0]
-    with _exit_on(KeyError):  # diffumask: a word with no per-class params
-        masks = masks_from_store(store, image.shape[0], cfg, [word])
-    amap, mask, ignore = masks.maps[0], masks.foreground[0], masks.ignore[0]
+            raise KeyError(f"no class word of the profile in {prompt!r}; pass --word")
+        gen = load_generator(cfg.generator)
+        check_fits(cfg, gen.unet, side=gen.latent_side(cfg.height))
+        cls = phrases.get(word, word)
+        fixed = replace(labels, varieties={cls: (word,)})  # record the asked word, whatever the seed would pick
+        image, masks = attention_masks(gen, [PlannedSample("cli", prompt, cls, "", seed)], cfg, fixed)
+    image, amap, mask, ignore = image[0], masks.maps[0], masks.foreground[0], masks.ignore[0]
     # object 255, undecided pixels (rules with an uncertainty band) 128, background 0
     pngs = {"image.png": image, "mask.png": np.where(mask, 255, np.where(ignore, 128, 0)).astype(np.uint8),
             "attention.png": (amap * 255 + 0.5).astype(np.uint8)}

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .world.spec import CLASSES
+from .world.spec import CLASSES, PREPOSITION
 
 
 class _Section(BaseModel):
@@ -111,17 +111,17 @@ _Unit = Annotated[float, Field(gt=0, lt=1)]
 _Resolutions = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
 
 
-def _every_toy_class(value: dict, what: str) -> dict:
-    """Per-class params name exactly the toy classes: an unknown name is a typo or another world's
-    class, and a missing one is required rather than defaulted (no class is silently left at a value
-    nobody chose)."""
-    unknown = sorted(set(value) - set(CLASSES))
+def _every_class(value: dict, what: str, key: str, classes: list[str]) -> None:
+    """Per-class params name exactly the profile's classes: an unknown name is a typo or another
+    profile's class, and a missing one is required rather than defaulted (no class is silently left
+    at a value nobody chose)."""
+    unknown = sorted(set(value) - set(classes))
     if unknown:
-        raise ValueError(f"unknown class {', '.join(map(repr, unknown))} (toy classes: {', '.join(CLASSES)})")
-    missing = [c for c in CLASSES if c not in value]
+        raise ValueError(f"{key}: unknown class {', '.join(map(repr, unknown))} (profile.classes: {', '.join(classes)})")
+    missing = [c for c in classes if c not in value]
     if missing:
-        raise ValueError(f"no {what} for class {', '.join(map(repr, missing))}: every toy class needs one")
-    return value
+        raise ValueError(f"{key}: no {what} for class {', '.join(map(repr, missing))}: every class of "
+                         f"profile.classes needs one")
 
 
 class DiffuMask(_Section):
@@ -131,21 +131,12 @@ class DiffuMask(_Section):
     A class's map is the mean of its cross-attention maps at its own resolutions (each map
     normalised), its mask that map above its own threshold. The defaults are neutral -- 0.5 and the
     toy generator's finest resolution for every class -- and not tuned on toy data
-    (docs/decisions.md#baseline-mask-rules). Every toy class must be listed in both mappings.
+    (docs/decisions.md#baseline-mask-rules). Every class of profile.classes must be listed in both
+    mappings.
     """
 
     thresholds: dict[str, _Unit] = Field(default_factory=lambda: {c: 0.5 for c in CLASSES})
     resolutions: dict[str, _Resolutions] = Field(default_factory=lambda: {c: [32] for c in CLASSES})
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_per_class(cls, v):
-        return _every_toy_class(v, "threshold")
-
-    @field_validator("resolutions")
-    @classmethod
-    def _resolutions_per_class(cls, v):
-        return _every_toy_class(v, "resolution list")
 
 
 class DatasetDiffusion(_Section):
@@ -170,6 +161,11 @@ class DatasetDiffusion(_Section):
 class Generate(_Section):
     seed: int = 0
     threads: int = Field(2, ge=1)  # DVC runs one stage at a time: both cores
+    # the text-to-image model: a toy generator folder, a diffusers Stable Diffusion pipeline folder,
+    # or a repo id already in the Hugging Face cache (freemask.diffusion.models.load_generator)
+    generator: str = "models/generator"
+    sampler: Literal["DDIM", "DPMSolverMultistep", "Euler"] = "DDIM"
+    height: int | None = Field(None, gt=0)  # the image side; None: the generator's own
     per_class: int = Field(60, gt=0)
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(20, gt=0)
@@ -186,6 +182,56 @@ class Generate(_Section):
     diffumask: DiffuMask = DiffuMask()
     dataset_diffusion: DatasetDiffusion = DatasetDiffusion()
     shard_size: int = Field(500, gt=0)
+
+
+class Profile(_Section):
+    """What a pipeline segments and how it prompts for it (``freemask.labels``). The defaults are the
+    toy world's; a real profile (pipelines/<name>/params.yaml) lists its own."""
+
+    name: str = "toy"
+    classes: list[str] = Field(default_factory=lambda: list(CLASSES), min_length=1)  # label i + 1
+    unseen: list[str] = Field(default_factory=list)  # zero-shot: classes left out of the real training data
+    backgrounds: dict[str, Literal["in", "on"]] = Field(default_factory=lambda: dict(PREPOSITION), min_length=1)
+    # class -> the backgrounds its single-object images are prompted on, uniformly (a class not listed:
+    # every background); the toy profile uses the world's P(background | class) instead
+    places: dict[str, list[str]] = Field(default_factory=dict)
+    varieties: dict[str, list[str]] = Field(default_factory=dict)  # class -> sub-class phrases
+    template: str = "a photo of a {object} {preposition} the {background}"
+    scene_template: str = "a photo of the {background}"
+    min_vram_gb: float = Field(0, ge=0)  # freemask doctor: the GPU memory the profile needs
+    expected_disk_gb: float = Field(1, ge=0)  # freemask doctor: the free disk its outputs need
+
+    @model_validator(mode="after")
+    def _names_known(self):
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("profile.classes: a class is listed twice")
+        for key, names in (("profile.unseen", self.unseen), ("profile.places", self.places),
+                           ("profile.varieties", self.varieties)):
+            unknown = [c for c in names if c not in self.classes]
+            if unknown:
+                raise ValueError(f"{key}: {', '.join(map(repr, unknown))} not in profile.classes")
+        for cls, bgs in self.places.items():
+            unknown = [b for b in bgs if b not in self.backgrounds]
+            if unknown or not bgs:
+                raise ValueError(f"profile.places.{cls}: {unknown or 'empty'}: every entry must be one of "
+                                 f"profile.backgrounds ({', '.join(self.backgrounds)})")
+        for cls, phrases in self.varieties.items():
+            if not phrases or not all(p.strip() for p in phrases):
+                raise ValueError(f"profile.varieties.{cls}: empty sub-class list or phrase")
+        if self.name == "toy" and tuple(self.classes) != CLASSES:
+            raise ValueError(f"profile.classes: the toy profile's classes are the world's ({', '.join(CLASSES)})")
+        return self
+
+
+class Data(_Section):
+    """The real dataset of the profile: trains the upper bound, and its val split is the benchmark."""
+
+    format: Literal["voc", "cityscapes", "ade20k"] = "voc"
+    root: str = "data/world/voc"  # the toy world's real splits are written in VOC layout
+    train_split: str = "train"
+    val_split: str = "val"
+    # a real dataset's images (and labels, nearest) are resized to this square side; the toy's are kept
+    image_size: int = Field(512, ge=8)
 
 
 class Compose(_Section):
@@ -385,6 +431,8 @@ class Params(_Section):
     # the replicate: added to the seeds of the stochastic data and training stages (REPLICATED), so
     # `dvc exp run --queue -S 'seed=range(1,5)'` queues whole-pipeline repeats
     seed: int = Field(0, ge=0)
+    profile: Profile = Profile()
+    data: Data = Data()
     world: World = World()
     train_generator: TrainGenerator = TrainGenerator()
     generate: Generate = Generate()
@@ -396,6 +444,13 @@ class Params(_Section):
     thesaurus: Thesaurus = Thesaurus()
     report: Report = Report()
     active: Active = Active()
+
+    @model_validator(mode="after")
+    def _per_class_params_name_the_classes(self):
+        d = self.generate.diffumask
+        _every_class(d.thresholds, "threshold", "generate.diffumask.thresholds", self.profile.classes)
+        _every_class(d.resolutions, "resolution list", "generate.diffumask.resolutions", self.profile.classes)
+        return self
 
     @model_validator(mode="after")
     def _mask_quality_samples_exist(self):

@@ -42,6 +42,13 @@ def toy_vocabulary() -> Vocabulary:
     return Vocabulary({c: OBJECT_WORDS[c] for c in CLASSES}, {b: BACKGROUND_WORDS[b] for b in BACKGROUNDS})
 
 
+def profile_vocabulary(labels) -> Vocabulary:
+    """A real profile's words (``freemask.labels.LabelSet``): each class by its name and its
+    sub-class phrases, each background by its name."""
+    return Vocabulary({c: tuple(dict.fromkeys([c, *labels.varieties.get(c, ())])) for c in labels.classes},
+                      {b: (b,) for b in labels.backgrounds})
+
+
 def load_vocabulary(path: str | Path) -> Vocabulary:
     """A vocabulary from YAML: ``objects: {class: [words...]}`` and ``backgrounds: {name: [words...]}``
     (a class's own name is always one of its words)."""

@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 from ..data import shards
 from ..data.arrays import shard_label
 from ..errors import DataError, reason
-from ..generators.dataset import PlannedSample, _fingerprint, _seed, attention_masks, plan_objects
-from ..generators.toy import ToyGenerator
+from ..diffusion.models import Generator, load_generator
+from ..generate.dataset import _fingerprint, attention_masks
+from ..generate.plan import PlannedSample, plan_objects, sample_seed
+from ..labels import toy_labels
 from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Active, Generate, Train
 from ..segmenters.mask2former import load_segmenter, predict, train_segmenter
@@ -33,19 +35,19 @@ from .loop import Result, Samples, run
 
 NUM_LABELS = len(CLASSES) + 1
 NAMES = ["background", *CLASSES]
-_ROUND_STREAM = 0xAC71  # keeps round seeds apart from other uses of _seed(active.seed, ...)
+_ROUND_STREAM = 0xAC71  # keeps round seeds apart from other uses of sample_seed(active.seed, ...)
 
 
 def round_seed(seed: int, round_: int) -> int:
     """``generate.seed`` of round ``round_``'s fresh samples."""
-    return _seed(seed, _ROUND_STREAM, round_)
+    return sample_seed(seed, _ROUND_STREAM, round_)
 
 
 def plan_round(gen_cfg: Generate, active: Active, round_: int) -> list[PlannedSample]:
     """The generate stage's object plan for ``active.per_class`` samples per class and the round's
     seed; keys prefixed with the round."""
     cfg = gen_cfg.model_copy(update={"seed": round_seed(active.seed, round_), "per_class": active.per_class})
-    return [replace(p, key=f"r{round_:02d}_{p.key}") for p in plan_objects(cfg)]
+    return [replace(p, key=f"r{round_:02d}_{p.key}") for p in plan_objects(cfg, toy_labels())]
 
 
 class FreshSamples:
@@ -58,7 +60,7 @@ class FreshSamples:
     params and the round's plan; a run that needs the same round again (another retention α of a
     sweep: the fresh samples of a round do not depend on α) reads them instead of sampling."""
 
-    def __init__(self, gen: ToyGenerator, gen_cfg: Generate, active: Active, used: list[PlannedSample] = (),
+    def __init__(self, gen: Generator, gen_cfg: Generate, active: Active, used: list[PlannedSample] = (),
                  cache_dir: str | Path | None = None, generator_dir: str | Path | None = None):
         if cache_dir is not None and generator_dir is None:
             raise ValueError("a fresh-sample cache needs the generator directory (its digest keys the cache)")
@@ -77,7 +79,7 @@ class FreshSamples:
         bs = self.gen_cfg.batch_size
         for b in tqdm(range(0, len(plan), bs), desc=f"active: fresh samples ({len(plan)})", unit="batch"):
             batch = plan[b:b + bs]
-            imgs, masks = attention_masks(self.gen, batch, self.gen_cfg)
+            imgs, masks = attention_masks(self.gen, batch, self.gen_cfg, toy_labels())
             images.append(imgs)
             labels.append(masks.labels([class_index(p.cls) for p in batch]))
         return np.concatenate(images), np.concatenate(labels)
@@ -136,7 +138,7 @@ class Trainer:
             self.stats[0] = {"initial_model": str(self.initial_model)}
             self._last, self._last_dir = load_segmenter(self.initial_model), self.initial_model
             return self._last
-        update = {"seed": _seed(self.train_cfg.seed, _ROUND_STREAM, round_)}
+        update = {"seed": sample_seed(self.train_cfg.seed, _ROUND_STREAM, round_)}
         if round_ > 0:
             update["steps"] = self.active.round_steps
         cfg = self.train_cfg.model_copy(update=update)
@@ -179,7 +181,7 @@ def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: 
             cache_dir: str | Path | None = None) -> tuple[Result, Trainer]:
     """Algorithm 1 on the toy world; models of every round under ``work_dir``. ``initial_model``: see
     :class:`Trainer`; ``cache_dir``: see :class:`FreshSamples`."""
-    gen = ToyGenerator.load(generator_dir)
+    gen = load_generator(generator_dir)
     trainer = Trainer(train_cfg, active, work_dir, progress, initial_model=initial_model)
     fresh = FreshSamples(gen, gen_cfg, active, used, cache_dir=cache_dir,
                          generator_dir=None if cache_dir is None else generator_dir)

@@ -25,13 +25,14 @@ def shard_label(sample: shards.Sample, class_names: tuple[str, ...] = TOY_CLASS_
     return label
 
 
-def from_shards(*directories: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def from_shards(*directories: str | Path,
+                class_names: tuple[str, ...] = TOY_CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:
     """Images (N,H,W,3) uint8 and label maps (N,H,W) uint8 from ``image.png``/``label.png`` members
-    (labels: the toy world's class ids or 255, see :func:`shard_label`)."""
+    (labels: class ids of ``class_names`` or 255, see :func:`shard_label`)."""
     images, labels = [], []
     for d in directories:
         for _, m in shards.read_shards(d):
-            labels.append(shard_label(m))
+            labels.append(shard_label(m, class_names))
             images.append(m["image.png"])
     if not images:
         raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, reason, stage_hint
 
-IGNORE_INDEX = 255
+from ..labels import IGNORE_INDEX  # noqa: F401  (re-exported)
 # what PIL raises on a file that is not a whole image of a format it knows (OSError: unidentified or
 # truncated; SyntaxError: a broken PNG chunk; ValueError / EOFError: some decoders' damaged data)
 PIL_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)

@@ -11,10 +11,12 @@ file, function bodies included; ``y`` counts when it is a submodule. Importing a
 (``importlib.import_module``) are not seen.
 
     python -m freemask.devtools.stage_deps --check   # exit 1 and print each stage's missing / extra deps
-    python -m freemask.devtools.stage_deps --write   # rewrite the deps: lists of dvc.yaml in place
+    python -m freemask.devtools.stage_deps --write   # rewrite the deps: lists of the dvc.yaml files in place
 
 ``--write`` orders each list as: the stage script, the package files sorted, then the other deps
-(data, models, metrics...) in their existing order. Run from the repository root (or pass --file).
+(data, models, metrics...) in their existing order. Run from the repository root: the files are
+dvc.yaml and every profile pipeline's pipelines/*/dvc.yaml (or those given with --file), each with
+its paths relative to its own folder (``../../src/freemask/...`` in a profile's).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import argparse
 import ast
 import copy
 import io
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -97,15 +100,28 @@ def stage_script(stage: dict) -> str | None:
 
 
 def is_code_dep(dep: str) -> bool:
-    """Deps this rule owns: the package and the stage scripts. Anything else (data, models) is left alone."""
+    """Deps this rule owns: the package and the stage scripts (from a profile's folder: ``../../`` then
+    those). Anything else (data, models) is left alone."""
     dep = dep.rstrip("/")
+    while dep.startswith("../"):
+        dep = dep[3:]
     return dep == PACKAGE_DIR or dep.startswith((f"{PACKAGE_DIR}/", "stages/"))
 
 
-def code_deps(script: str, root: Path) -> list[str]:
-    """The code deps a stage running ``script`` must list, in --write order: script, then package files sorted."""
-    files = imported_files(root / script, root / "src")
-    return [script, *sorted(p.relative_to(root).as_posix() for p in files)]
+def repo_root(base: Path) -> Path:
+    """The repository holding ``base``: the nearest folder with ``src/freemask``."""
+    for d in (base, *base.parents):
+        if (d / PACKAGE_DIR).is_dir():
+            return d
+    raise FileNotFoundError(f"{base}: no {PACKAGE_DIR} here or above")
+
+
+def code_deps(script: str, base: Path) -> list[str]:
+    """The code deps a stage running ``script`` must list, in --write order: script, then package files
+    sorted; paths relative to ``base``, the folder of the dvc.yaml."""
+    base = base.resolve()
+    files = imported_files((base / script).resolve(), repo_root(base) / "src")
+    return [script, *sorted(Path(os.path.relpath(p, base)).as_posix() for p in files)]
 
 
 @dataclass
@@ -200,26 +216,35 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 and print the diff if any stage's deps are off")
     mode.add_argument("--write", action="store_true", help="rewrite the deps: lists in place")
-    parser.add_argument("--file", default="dvc.yaml", type=Path,
-                        help="dvc.yaml; paths in it are relative to its directory")
+    parser.add_argument("--file", type=Path, action="append",
+                        help="a dvc.yaml (repeatable); paths in it are relative to its directory. Default: "
+                             "dvc.yaml and pipelines/*/dvc.yaml")
     args = parser.parse_args(argv)
-    root = args.file.resolve().parent
+    files = args.file or [Path("dvc.yaml"), *sorted(Path("pipelines").glob("*/dvc.yaml"))]
+    status = 0
+    for file in files:
+        status |= _one(file, args.check)
+    return status
+
+
+def _one(file: Path, check: bool) -> int:
+    root = file.resolve().parent
     y = _yaml()
-    doc = y.load(args.file.read_text())
-    if args.check:
+    doc = y.load(file.read_text())
+    if check:
         diffs = compare(doc["stages"], root)
         if diffs:
-            print(f"{args.file}: stage deps differ from what the stage scripts import"
+            print(f"{file}: stage deps differ from what the stage scripts import"
                   f" (fix: python -m freemask.devtools.stage_deps --write)\n{format_diff(diffs)}")
             return 1
-        print(f"{args.file}: every python stage lists exactly the package files it imports")
+        print(f"{file}: every python stage lists exactly the package files it imports")
         return 0
     changed = rewrite_deps(doc["stages"], root)
     if changed:
         buf = io.StringIO()
         y.dump(doc, buf)
-        args.file.write_text(buf.getvalue())
-    print(f"{args.file}: rewrote deps of {', '.join(changed)}" if changed else f"{args.file}: deps already exact")
+        file.write_text(buf.getvalue())
+    print(f"{file}: rewrote deps of {', '.join(changed)}" if changed else f"{file}: deps already exact")
     return 0
 
 

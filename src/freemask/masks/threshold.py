@@ -34,4 +34,4 @@ def threshold(m: np.ndarray, rule: str, value: float = 0.5) -> np.ndarray:
     if rule == "otsu":
         return m > otsu_threshold(m)
     raise KeyError(f"threshold() applies generate.threshold.rule fixed | otsu, not {rule!r} "
-                   f"(the other rules go through generators.dataset.masks_from_store)")
+                   f"(the other rules go through masks.rules.masks_from_store)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..segmenters.mask2former import predict
+from .grouping import HUMAN_VEHICLE, collapse_confusion, grouped_summary
 from .segmentation import confusion_matrix, summarize
+from .zero_shot import zero_shot_summary
 
 # the names the metrics files give the two segmenters of the toy pipeline
 ROLES = {"synthetic": "synthetic", "real": "upper_bound"}
@@ -33,3 +35,37 @@ def evaluate_splits(models: dict, splits: dict[str, tuple[np.ndarray, np.ndarray
         headline[split] = {"synthetic_mIoU": syn, "upper_bound_mIoU": real, "ratio": ratio}
         details[split] = {**res, "ratio": ratio}
     return headline, details
+
+
+def paper_tables(conf: np.ndarray, class_names: list[str], profile: str, unseen: list[str]) -> dict:
+    """One segmenter's val confusion matrix in the layouts of the paper's tables: per-class IoU and
+    mIoU (Table 2, every profile); Cityscapes' Human (person + rider) and Vehicle (car + bus +
+    truck + train) IoU and their mean (Table 3); seen, unseen and harmonic mIoU (Table 4, a profile
+    with unseen classes)."""
+    out = {"table2": summarize(conf, class_names)}
+    if profile == "cityscapes":
+        out["table3"] = grouped_summary(collapse_confusion(conf, class_names, HUMAN_VEHICLE), HUMAN_VEHICLE)
+    if unseen:
+        out["table4"] = zero_shot_summary(conf, class_names, unseen)
+    return out
+
+
+def evaluate_profile(models: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str], profile: str,
+                     unseen: list[str], batch_size: int) -> tuple[dict, dict]:
+    """Both segmenters on a real profile's val split: the headline (each segmenter's mIoU, the ratio
+    synthetic / upper bound, and the Table 3 / Table 4 figures where the profile has them) and the
+    details (each segmenter's tables)."""
+    details = {}
+    for w, m in models.items():
+        conf = confusion_matrix(predict(m, images, batch_size), labels, len(class_names))
+        details[ROLES[w]] = {**paper_tables(conf, class_names, profile, unseen), "n_images": int(len(labels))}
+    headline = {}
+    for role, tables in details.items():
+        headline[f"{role}_mIoU"] = tables["table2"]["mIoU"]
+        if "table3" in tables:
+            headline[f"{role}_human_vehicle_mIoU"] = tables["table3"]["mIoU"]
+        if "table4" in tables:
+            headline[f"{role}_harmonic_mIoU"] = tables["table4"]["harmonic"]
+    syn, real = headline["synthetic_mIoU"], headline["upper_bound_mIoU"]
+    headline["ratio"] = round(syn / real, 4) if real > 0 else None
+    return {"val": headline}, {"val": details}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from ..labels import IGNORE_INDEX  # noqa: F401  (re-exported)
 
 
 def _check_labels(arr: np.ndarray, name: str, num_classes: int, ignore_index: int | None) -> None:

@@ -36,7 +36,7 @@ from ..params import ParamsError, Train
 from .checkpoint import Progress, load_checkpoint, save_checkpoint, training_fingerprint
 from .profiles import backbone_config, head_sizes, load_backbone_weights
 
-IGNORE_INDEX = 255
+from ..labels import IGNORE_INDEX  # noqa: F401  (re-exported)
 _U64 = (1 << 64) - 1
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)

@@ -17,7 +17,7 @@ from ..masks.affinity_net import AffinityNet, dense_affinity
 from ..metrics.segmentation import mask_iou, per_class_mean
 from ..params import Generate
 from ..world.spec import CLASSES
-from .masking import RecordedAttention, masks_from_recorded
+from ..masks.rules import RecordedAttention, masks_from_recorded
 
 RULES = ("fixed", "otsu", "affinity", "diffumask", "dataset_diffusion")
 # where the refinement's affinities come from: the generator's self-attention, or a learned affinity

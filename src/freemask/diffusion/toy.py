@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from ..errors import DataError, reason, stage_hint
 from ..world.spec import BACKGROUNDS, CLASSES
+from .models import Generator
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 TEMPLATE_WORDS = ["a", "photo", "of", "in", "on", "the", "and"]
@@ -76,11 +76,8 @@ def build_train_scheduler(prediction: str = "v_prediction") -> DDPMScheduler:
 
 
 @dataclass
-class ToyGenerator:
-    unet: UNet2DConditionModel
-    text_encoder: CLIPTextModel
-    tokenizer: PreTrainedTokenizerFast
-    scheduler: DDPMScheduler | DDIMScheduler
+class ToyGenerator(Generator):
+    """The toy world's generator: pixel space (no VAE), saved in its own folder layout."""
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -111,16 +108,3 @@ class ToyGenerator:
 
         return cls(unet=part("unet", UNet2DConditionModel).eval(), text_encoder=part("text_encoder", CLIPTextModel).eval(),
                    tokenizer=part("tokenizer", PreTrainedTokenizerFast), scheduler=part("scheduler", DDPMScheduler))
-
-    def token_ids(self, prompts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(prompts, padding="max_length", truncation=True,
-                             max_length=self.tokenizer.model_max_length, return_tensors="pt")
-        unknown = (enc.input_ids == self.tokenizer.unk_token_id)
-        if unknown.any():
-            bad = sorted({w for p in prompts for w in p.split() if w not in self.tokenizer.get_vocab()})
-            raise KeyError(f"prompt words not in the generator's vocabulary: {', '.join(bad)}")
-        return enc.input_ids
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str]) -> torch.Tensor:
-        return self.text_encoder(self.token_ids(prompts)).last_hidden_state

@@ -27,11 +27,14 @@ from ..params import Generate
 from ..world.build import prompt, to_uint8
 from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_index
-from .attention import AttentionStore, recording, token_positions
-from .dataset import object_token_index, plan_objects, sample_objects
+from ..attention.recorder import AttentionStore, recording
+from ..attention.tokens import word_tokens
+from ..diffusion.models import Generator, load_generator
+from ..generate.dataset import object_tokens, sample_objects
+from ..generate.plan import plan_objects
+from ..labels import toy_labels
+from ..masks.rules import RecordedAttention, check_fits, check_resolutions, masks_from_recorded, new_store
 from .mask_quality import RuleScores, mask_quality_table, mask_settings
-from .masking import RecordedAttention, check_fits, check_resolutions, masks_from_recorded
-from .toy import ToyGenerator
 
 
 class RenderClassifier(nn.Module):
@@ -109,7 +112,7 @@ def noised_renders(n_per_class: int, seed: int, resolution: int, backgrounds: st
 
 
 @torch.no_grad()
-def record_noised_renders(gen: ToyGenerator, images: np.ndarray, prompts: list[str], classes: list[str],
+def record_noised_renders(gen: Generator, images: np.ndarray, prompts: list[str], classes: list[str],
                           timesteps: list[int], seed: int, self_attention_resolution: int,
                           batch_size: int, self_attention_steps: int | None = None
                           ) -> Iterator[tuple[slice, RecordedAttention]]:
@@ -121,32 +124,34 @@ def record_noised_renders(gen: ToyGenerator, images: np.ndarray, prompts: list[s
     x0 = _to_tensor(images)
     g = torch.Generator().manual_seed(seed)
     noise = [torch.randn(x0.shape, generator=g) for _ in timesteps]
-    idx = torch.tensor([token_positions(gen.tokenizer, p, c)[0] for p, c in zip(prompts, classes)])[:, None]
     for b in range(0, len(x0), batch_size):
         sl = slice(b, b + batch_size)
-        store = AttentionStore(idx[sl], self_attention_resolution=self_attention_resolution)
+        tokens = word_tokens(gen.tokenizer, prompts[sl], [[c] for c in classes[sl]])
+        store = AttentionStore(tokens.index, self_attention_resolution=self_attention_resolution)
         context = gen.encode(prompts[sl])
         with recording(gen.unet, store):
             for t, n in zip(timesteps, noise):
                 store.self_active = t in quiet
                 tt = torch.full((len(x0[sl]),), t, dtype=torch.long)
                 gen.unet(gen.scheduler.add_noise(x0[sl], n[sl], tt), tt, encoder_hidden_states=context)
-        yield sl, RecordedAttention(store, images.shape[1])
+        yield sl, RecordedAttention(store, images.shape[1], tokens)
 
 
 @torch.no_grad()
-def record_generated(gen: ToyGenerator, gcfg: Generate, n_per_class: int) -> Iterator[tuple[list, np.ndarray, RecordedAttention]]:
+def record_generated(gen: Generator, gcfg: Generate, n_per_class: int) -> Iterator[tuple[list, np.ndarray, RecordedAttention]]:
     """The generate stage's first ``n_per_class`` samples of every class (same prompts and seeds: its
     plan does not depend on generate.per_class), re-made batch by batch with self-attention recorded."""
-    plan = plan_objects(gcfg.model_copy(update={"per_class": n_per_class}))
+    labels = toy_labels()
+    plan = plan_objects(gcfg.model_copy(update={"per_class": n_per_class}), labels)
     for b in tqdm(range(0, len(plan), gcfg.batch_size), desc="assess: mask-quality samples"):
         batch = plan[b:b + gcfg.batch_size]
-        store = AttentionStore(object_token_index(gen, batch), self_attention_resolution=gcfg.refine.resolution)
+        tokens = object_tokens(gen, batch, labels)
+        store = new_store(tokens, gcfg, every_rule=True)
         images = sample_objects(gen, batch, gcfg, store)
-        yield batch, images, RecordedAttention(store, images.shape[1])
+        yield batch, images, RecordedAttention(store, images.shape[1], tokens)
 
 
-def score_noised_renders(gen: ToyGenerator, cfg, gcfg: Generate, size: int, backgrounds: str,
+def score_noised_renders(gen: Generator, cfg, gcfg: Generate, size: int, backgrounds: str,
                          on_renders: RuleScores | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """The generate rule's mask IoU against the truth on ``assess.renders_per_class`` noised renders
     per class (backgrounds drawn by ``backgrounds``), with the normalised maps the rule thresholded,
@@ -207,7 +212,7 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     from ..segmenters.mask2former import load_segmenter, predict
 
     cfg, gcfg = params.assess, params.generate
-    gen = ToyGenerator.load(generator_dir)
+    gen = load_generator(generator_dir)
     check_fits(gcfg, gen.unet, every_rule=True)  # the mask-quality table applies every rule
     check_resolutions(sorted({r for rs in cfg.mask_quality_resolutions for r in rs}), gen.unet,
                       "assess.mask_quality_resolutions")

@@ -1,6 +1,8 @@
-"""From recorded attention to object masks, by ``generate.threshold.rule``: the one way there.
+"""From recorded attention to object masks, by ``generate.threshold.rule``: the one way there, for
+every generator.
 
-The generate stage, the CLI and the assess stage all come through ``masks_from_store``. A
+The generate stage, the CLI, the assess stage and active learning all come through
+``masks_from_store``. A
 ``RecordedAttention`` is a finished store seen read-only, computing each derived quantity (the
 maps at a set of resolutions, the transition matrix for a power ``beta``) once: the assess stage's
 mask-quality table applies every rule to one recording, and the (B, N, N) transition matrices are
@@ -13,12 +15,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..masks.baselines import dataset_diffusion_masks, diffumask_masks
-from ..masks.refine import affinity_masks, threshold_grid, transition_matrix
-from ..masks.result import ObjectMasks
-from ..masks.threshold import normalize01, threshold
+from ..attention.recorder import AttentionStore, layer_resolutions
+from ..attention.tokens import WordTokens, word_maps
 from ..params import Generate, ParamsError
-from .attention import AttentionStore, layer_resolutions
+from .baselines import dataset_diffusion_masks, diffumask_masks
+from .refine import affinity_masks, threshold_grid, transition_matrix
+from .result import ObjectMasks
+from .threshold import normalize01, threshold
 
 # the rules that refine the cross-attention with the generator's self-attention (at generate.refine.resolution)
 SELF_ATTENTION_RULES = ("affinity", "dataset_diffusion")
@@ -34,46 +37,50 @@ def map_resolutions(cfg: Generate) -> list[int]:
     return sorted(set(cfg.resolutions))
 
 
-def check_resolutions(resolutions: Sequence[int], unet, key: str) -> None:
-    """``resolutions`` (of the params ``key``) are ones the generator has cross-attention at, or a
-    ParamsError naming the key."""
-    cross = sorted({r for name, r in layer_resolutions(unet).items() if ".attn2." in name})
+def check_resolutions(resolutions: Sequence[int], unet, key: str, side: int | None = None) -> None:
+    """``resolutions`` (of the params ``key``) are ones the generator has cross-attention at (for
+    ``side`` x ``side`` latents; None: its configured size), or a ParamsError naming the key."""
+    cross = sorted({r for name, r in layer_resolutions(unet, side).items() if ".attn2." in name})
     missing = sorted(set(resolutions) - set(cross))
     if missing:
         raise ParamsError(f"{key}: no cross-attention at {missing} in this generator (its attention layers are "
                           f"at {cross})")
 
 
-def check_fits(cfg: Generate, unet, every_rule: bool = False) -> None:
+def check_fits(cfg: Generate, unet, every_rule: bool = False, side: int | None = None) -> None:
     """The resolutions the threshold rule reads (``every_rule``: any rule) are ones the generator has
     attention layers at, or a ParamsError naming the key: the check a recording makes
     (``RecordedAttention.raw_maps``), made from the UNet's layout before a stage samples anything or
     touches its outputs."""
     rule = cfg.threshold.rule
     if every_rule or rule != "diffumask":
-        check_resolutions(cfg.resolutions, unet, "generate.resolutions")
+        check_resolutions(cfg.resolutions, unet, "generate.resolutions", side)
     if every_rule or rule == "diffumask":
         check_resolutions(sorted({r for rs in cfg.diffumask.resolutions.values() for r in rs}), unet,
-                          "generate.diffumask.resolutions")
-    own = sorted({r for name, r in layer_resolutions(unet).items() if ".attn1." in name})
+                          "generate.diffumask.resolutions", side)
+    own = sorted({r for name, r in layer_resolutions(unet, side).items() if ".attn1." in name})
     if (every_rule or rule in SELF_ATTENTION_RULES) and cfg.refine.resolution not in own:
         raise ParamsError(f"generate.refine.resolution={cfg.refine.resolution}: the generator has no self-attention "
                           f"at that resolution (its attention layers are at {own})")
 
 
-def new_store(token_index: torch.Tensor, cfg: Generate) -> AttentionStore:
+def new_store(tokens: WordTokens, cfg: Generate, every_rule: bool = False) -> AttentionStore:
     """An attention store for the threshold rule: cross-attention at the resolutions it reads only
-    (``map_resolutions``), and self-attention when the rule needs affinities."""
+    (``map_resolutions``), and self-attention when the rule needs affinities (``every_rule``: what
+    every rule reads, at the generate resolutions and the refine resolution)."""
+    if every_rule:
+        return AttentionStore(tokens.index, self_attention_resolution=cfg.refine.resolution)
     res = cfg.refine.resolution if cfg.threshold.rule in SELF_ATTENTION_RULES else None
-    return AttentionStore(token_index, self_attention_resolution=res, resolutions=map_resolutions(cfg))
+    return AttentionStore(tokens.index, self_attention_resolution=res, resolutions=map_resolutions(cfg))
 
 
 class RecordedAttention:
-    """The first recorded token's attention of a finished store, at ``size`` x ``size``."""
+    """The attention of the first recorded word of each prompt in a finished store (all of the
+    word's tokens averaged, ``tokens``), at ``size`` x ``size``."""
 
-    def __init__(self, store: AttentionStore, size: int, keep_transitions: bool = True,
+    def __init__(self, store: AttentionStore, size: int, tokens: WordTokens, keep_transitions: bool = True,
                  affinity: torch.Tensor | None = None):
-        self.store, self.size = store, size
+        self.store, self.size, self.tokens = store, size, tokens
         self.n = store.token_index.shape[0]
         self._maps: dict[tuple[int, ...], np.ndarray] = {}
         # keep_transitions: each power's transition matrices are computed once for the whole batch and
@@ -88,7 +95,7 @@ class RecordedAttention:
     def with_affinity(self, affinity: torch.Tensor) -> "RecordedAttention":
         """The same recording (the same maps, computed once) with ``affinity`` (B, N, N) in place of the
         self-attention: the refinement rules walk on it."""
-        other = RecordedAttention(self.store, self.size, self.keep_transitions, affinity)
+        other = RecordedAttention(self.store, self.size, self.tokens, self.keep_transitions, affinity)
         other._maps = self._maps
         return other
 
@@ -111,7 +118,7 @@ class RecordedAttention:
             if missing:
                 raise ParamsError(f"{key}: no cross-attention recorded at {missing} "
                                   f"(the generator's attention layers are at {self.unet_resolutions})")
-            self._maps[k] = self.store.maps(self.size, list(k))[:, 0].numpy().astype(np.float32)
+            self._maps[k] = word_maps(self.store, self.tokens, self.size, list(k))[:, 0].cpu().numpy().astype(np.float32)
         return self._maps[k]
 
     def maps(self, resolutions: Sequence[int], key: str) -> np.ndarray:
@@ -132,7 +139,7 @@ class RecordedAttention:
         """``transition_matrix`` of the recorded self-attention for the power ``beta``, every image."""
         if beta in self._transitions:
             return self._transitions[beta]
-        t = transition_matrix(self._affinity(cfg), beta)
+        t = transition_matrix(self._affinity(cfg).cpu(), beta)
         if self.keep_transitions:
             self._transitions[beta] = t
         return t
@@ -146,7 +153,7 @@ class RecordedAttention:
         per = max(1, TRANSITION_CHUNK_BYTES // (8 * self._affinity(cfg, slice(0, 1))[0].numel()))
         for start in range(0, self.n, per):
             rows = slice(start, min(start + per, self.n))
-            yield rows, transition_matrix(self._affinity(cfg, rows), beta)
+            yield rows, transition_matrix(self._affinity(cfg, rows).cpu(), beta)
 
 
 def masks_from_recorded(rec: RecordedAttention, cfg: Generate, classes: Sequence[str]) -> ObjectMasks:
@@ -174,8 +181,9 @@ def masks_from_recorded(rec: RecordedAttention, cfg: Generate, classes: Sequence
     return ObjectMasks.binary(maps, np.stack([threshold(m, rule, cfg.threshold.value) for m in maps]))
 
 
-def masks_from_store(store: AttentionStore, size: int, cfg: Generate, classes: Sequence[str]) -> ObjectMasks:
-    """Masks of the first recorded token of each of the B prompts, at ``size`` x ``size``, by
+def masks_from_store(store: AttentionStore, tokens: WordTokens, size: int, cfg: Generate,
+                     classes: Sequence[str]) -> ObjectMasks:
+    """Masks of the first recorded word of each of the B prompts, at ``size`` x ``size``, by
     ``cfg.threshold.rule`` (the transition matrices made a few images at a time: memory stays flat
     in the batch size)."""
-    return masks_from_recorded(RecordedAttention(store, size, keep_transitions=False), cfg, classes)
+    return masks_from_recorded(RecordedAttention(store, size, tokens, keep_transitions=False), cfg, classes)

@@ -1,6 +1,6 @@
-"""Cross-attention capture as a pluggable diffusers attention processor.
+"""Attention capture as a pluggable diffusers attention processor.
 
-``CrossAttentionRecorder`` replaces the processor of every cross-attention layer (``attn2``) of
+``AttentionRecorder`` replaces the processor of every cross-attention layer (``attn2``) of
 a ``UNet2DConditionModel``; it computes the attention probabilities explicitly, adds the
 columns of the requested tokens to a running sum kept on the device (so memory does not grow
 with the number of denoising steps), and returns what the standard processor returns (up to float rounding).
@@ -12,15 +12,13 @@ layers elsewhere run their own processor and cost nothing extra). When asked
 resolution (see ``layer_resolutions``) are recorded too, as one running (B, HW, HW) sum: the pixel affinities that
 ``freemask.masks.refine`` uses to refine the maps.
 
-A word the tokenizer splits ("potted plant", or a rare word in SD's BPE vocabulary) is recorded on
-all of its tokens and averaged into one map: ``word_tokens`` builds the token index and the
-averaging weights, ``word_maps`` applies them.
+Which token columns to record, and how a word of several tokens becomes one map:
+``freemask.attention.tokens``.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -192,7 +190,7 @@ class AttentionStore:
         return acc / len(names)
 
 
-class CrossAttentionRecorder:
+class AttentionRecorder:
     """Attention processor that records a layer's attention probabilities into an ``AttentionStore``:
     token columns for cross-attention, the full map for self-attention (``self_attention=True``).
 
@@ -348,14 +346,14 @@ class recording:
         self.previous = dict(self.unet.attn_processors)
         procs = dict(self.previous)
         for name in cross_attention_layers(self.unet):
-            procs[name] = CrossAttentionRecorder(self.store, name, fallback=self.previous[name])
+            procs[name] = AttentionRecorder(self.store, name, fallback=self.previous[name])
         self.scratch = ScratchBuffers()
         if self.store.self_attention_resolution is not None:
             res = layer_resolutions(self.unet)
             for name in (n for n in self.previous if ".attn1." in n and res[n] == self.store.self_attention_resolution):
-                procs[name] = CrossAttentionRecorder(self.store, name, self_attention=True, fallback=self.previous[name],
+                procs[name] = AttentionRecorder(self.store, name, self_attention=True, fallback=self.previous[name],
                                                      scratch=self.scratch)
-        self.recorders = {n for n, p in procs.items() if isinstance(p, CrossAttentionRecorder)}
+        self.recorders = {n for n, p in procs.items() if isinstance(p, AttentionRecorder)}
         self.unet.set_attn_processor(procs)  # diffusers empties the dict it is given
         self.active_calls, self.recorded_before = 0, self._recorded()
         self.hooks = [self.unet.register_forward_pre_hook(self._count_call)]
@@ -385,7 +383,7 @@ class recording:
         self.scratch.clear()
         now = self.unet.attn_processors
         replaced = {n: type(now[n]).__name__ for n in sorted(self.recorders)
-                    if not isinstance(now[n], CrossAttentionRecorder)}
+                    if not isinstance(now[n], AttentionRecorder)}
         self.unet.set_attn_processor(dict(self.previous))
         if exc_type is None and self.active_calls and self._recorded() == self.recorded_before:
             if replaced:
@@ -399,71 +397,3 @@ class recording:
                 why = "the UNet's forward did not call its attention processors (xformers, fused, compiled attention?)"
             raise RuntimeError(f"the UNet ran {self.active_calls} forward pass(es) with the attention store active, "
                                f"but no attention layer recorded anything: {why}")
-
-
-def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
-    """Positions of ``word``'s tokens in the tokenized ``prompt`` (words split into several tokens included)."""
-    ids = tokenizer(prompt)["input_ids"]
-    sub = tokenizer(word, add_special_tokens=False)["input_ids"]
-    if not sub:
-        raise KeyError(f"word {word!r} encodes to no tokens")
-    for i in range(len(ids) - len(sub) + 1):
-        if ids[i:i + len(sub)] == sub:
-            return list(range(i, i + len(sub)))
-    raise KeyError(f"word {word!r} does not occur in prompt {prompt!r}")
-
-
-@dataclass(frozen=True)
-class WordTokens:
-    """The token positions to record for a batch of prompts and how they make up each prompt's words.
-
-    ``index``: (B, K) long, the ``token_index`` of an ``AttentionStore``; ``weights``: (B, W, K),
-    row w of prompt b averages the columns of that prompt's w-th word (zero elsewhere, so a prompt
-    whose words have fewer tokens than K simply pads)."""
-
-    index: torch.Tensor
-    weights: torch.Tensor
-
-
-def word_tokens(tokenizer, prompts: str | Sequence[str], words: Sequence[str] | Sequence[Sequence[str]]) -> WordTokens:
-    """Token index and per-word averaging weights for ``words`` in ``prompts``.
-
-    One prompt (a str) takes a list of words and gives B = 1; a list of prompts takes one list of
-    words per prompt, the same number W for each (the words themselves may differ: "sparrow" in one
-    prompt, "blue jay" in the next). A word of several tokens ("potted plant", or one word the
-    tokenizer splits) keeps all of them."""
-    if isinstance(prompts, str):
-        if isinstance(words, str) or not all(isinstance(w, str) for w in words):
-            raise TypeError(f"one prompt takes a list of words, got {words!r}")
-        prompts, words = [prompts], [list(words)]
-    if len(prompts) != len(words):
-        raise ValueError(f"{len(prompts)} prompts but {len(words)} word lists")
-    if len({len(ws) for ws in words}) > 1 or any(isinstance(ws, str) for ws in words):
-        raise ValueError(f"every prompt needs a list of the same number of words, got {list(words)!r}")
-    limit = tokenizer.model_max_length
-    positions = []
-    for p, ws in zip(prompts, words, strict=True):
-        pos = [token_positions(tokenizer, p, w) for w in ws]
-        for w, ps in zip(ws, pos, strict=True):
-            if ps[-1] >= limit:
-                raise ValueError(f"word {w!r} of prompt {p!r} is token {ps[-1]}, past the tokenizer's {limit}-token "
-                                 f"limit: the text encoder never sees it (shorten the prompt)")
-        positions.append(pos)
-    B, W = len(prompts), len(words[0])
-    K = max(sum(len(ps) for ps in pos) for pos in positions)
-    index, weights = torch.zeros(B, K, dtype=torch.long), torch.zeros(B, W, K)
-    for b, pos in enumerate(positions):
-        k = 0
-        for w, ps in enumerate(pos):
-            index[b, k:k + len(ps)] = torch.tensor(ps)
-            weights[b, w, k:k + len(ps)] = 1.0 / len(ps)
-            k += len(ps)
-    return WordTokens(index, weights)
-
-
-def word_maps(store: AttentionStore, tokens: WordTokens, size: int,
-              resolutions: Sequence[int] | None = None) -> torch.Tensor:
-    """(B, W, size, size): ``store.maps`` averaged over each word's tokens, one map per word."""
-    if tuple(store.token_index.shape) != tuple(tokens.index.shape) or not torch.equal(store.token_index, tokens.index):
-        raise ValueError("the store was not built from these word tokens: give it AttentionStore(tokens.index)")
-    return torch.einsum("bkhw,bvk->bvhw", store.maps(size, resolutions), tokens.weights)
