@@ -179,7 +179,10 @@ def test_doctor_says_what_is_wrong_inside_files_that_exist(tiny_sd, data, tmp_pa
     assert f"{tmp_path / 'r50.pt'}: not a whole torch.save file" in problems["train.backbone_weights"]
     assert "cannot tell the corpus format from the suffix '.csv'" in problems["thesaurus.corpus"]
     assert "data.train_split" not in problems
-    del params["data"]["val_split"]
+    del params["data"]["val_split"], params["profile"]["unseen"]  # unseen may be left out: none
+    problems = _lines(tmp_path / "p", params)
+    assert problems["data.val_split"] == "missing from params.yaml: set it to a split name of the dataset"
+    assert "profile.unseen" not in problems
     params["data"]["format"] = "coco"
     problems = _lines(tmp_path / "p", params)
     assert problems["data.format"] == "'coco' is not a dataset format: set it to one of voc, cityscapes, ade20k"

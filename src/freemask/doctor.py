@@ -72,10 +72,16 @@ class _Missing(Exception):
         self.line = Line(False, key, text)
 
 
-def _get(params: dict, key: str, kind: type | tuple[type, ...], what: str, allow_none: bool = False):
+_REQUIRED = object()
+
+
+def _get(params: dict, key: str, kind: type | tuple[type, ...], what: str, allow_none: bool = False,
+         default=_REQUIRED):
     node = params
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
+            if default is not _REQUIRED:
+                return default
             raise _Missing(key, f"missing from params.yaml: set it to {what}")
         node = node[part]
     if node is None and allow_none:
@@ -189,7 +195,7 @@ def _classes(params: dict, folder: Path) -> list[Line]:
     if duplicates:
         wrong.append(f"{', '.join(map(repr, duplicates))} listed twice: list each class once")
     lines = [Line(False, "profile.classes", "; ".join(wrong))] if wrong else []
-    unseen = _get(params, "profile.unseen", list, "the list of unseen classes ([] for none)")
+    unseen = _get(params, "profile.unseen", list, "the list of unseen classes ([] for none)", default=[])
     outside = [c for c in unseen if c not in classes]
     if outside:
         lines.append(Line(False, "profile.unseen", f"{', '.join(map(repr, outside))} not in profile.classes: "
