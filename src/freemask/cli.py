@@ -125,6 +125,37 @@ def thesaurus(
     typer.echo(f"{corpus}: {counts['captions']} captions -> {out}")
 
 
+@app.command()
+def doctor(
+    profile: Optional[str] = typer.Option(None, help="voc, cityscapes, voc_zero_shot, ade20k, or a smoke "
+                                          "configuration such as voc/smoke (default: every profile in --pipelines)"),
+    pipelines: Path = typer.Option(Path("pipelines"), help="the folder of the profiles, pipelines/<name>/params.yaml"),
+) -> None:
+    """Check what a real-data profile needs: weights, dataset layout and classes, caption corpus,
+    GPU memory and free disk. One line per check; exits 2 when anything is missing."""
+    from .doctor import diagnose
+
+    folders = [pipelines / profile] if profile else sorted(p.parent for p in pipelines.glob("*/params.yaml"))
+    if not folders or not (folders[0] / "params.yaml").is_file():
+        names = [str(p.parent.relative_to(pipelines)) for pattern in ("*/params.yaml", "*/*/params.yaml")
+                 for p in sorted(pipelines.glob(pattern))]
+        where = folders[0] / "params.yaml" if folders else pipelines / "<name>" / "params.yaml"
+        typer.echo(f"error: no {where} (profiles in {pipelines}: {', '.join(names) or 'none'})", err=True)
+        raise typer.Exit(2)
+    problems = 0
+    for folder in folders:
+        lines = diagnose(folder)
+        problems += sum(not line.ok for line in lines)
+        if len(folders) > 1:
+            typer.echo(f"== {folder}")
+        for line in lines:
+            typer.echo(str(line))
+    if problems:
+        typer.echo(f"doctor: {problems} problem(s); fix the lines above, then run it again", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"doctor: every check passed ({', '.join(str(f) for f in folders)})")
+
+
 @app.command("mmseg-config")
 def mmseg_config(
     dataset: str = typer.Argument(..., help="voc, cityscapes, ade20k or toy (the toy world's data/world/voc)"),
