@@ -16,18 +16,17 @@ from freemask.world.build import JPEG_QUALITY, val_scenes
 def main(p):
     set_threads(p.evaluate.threads)
     names = list(from_profile(p.profile).names)
-    models = {w: load_segmenter(f"models/segmenter_{w}") for w in ("synthetic", "real")}
-    if p.profile.name == "toy":
+    toy = p.profile.name == "toy"
+    splits = {"val": real_split(p, p.data.val_split)}
+    if toy:
         fresh_images, fresh_labels = val_scenes(p.world.model_copy(update={"seed": p.evaluate.fresh_world_seed}))
-        splits = {
-            "val": real_split(p, p.data.val_split),
-            "val_raw": val_scenes(p.world),
-            "fresh_world_val": (as_stored(fresh_images, JPEG_QUALITY), fresh_labels),
-        }
+        splits["val_raw"] = val_scenes(p.world)
+        splits["fresh_world_val"] = (as_stored(fresh_images, JPEG_QUALITY), fresh_labels)
+    models = {w: load_segmenter(f"models/segmenter_{w}") for w in ("synthetic", "real")}
+    if toy:
         headline, details = evaluate_splits(models, splits, names, p.evaluate.batch_size)
     else:
-        images, labels = real_split(p, p.data.val_split)
-        headline, details = evaluate_profile(models, images, labels, names, p.profile.name, p.profile.unseen,
+        headline, details = evaluate_profile(models, *splits["val"], names, p.profile.name, p.profile.unseen,
                                              p.evaluate.batch_size)
     write_json("metrics/details/eval.json", details)
     write_json("metrics/eval.json", headline)

@@ -79,7 +79,7 @@ def _doctor(*args: str):
 def test_make_tiny_sd_writes_an_sd15_shaped_folder_that_loads_and_samples(tiny_sd):
     from diffusers import PNDMScheduler
 
-    from freemask.generators.stable_diffusion import load_pipeline
+    from freemask.diffusion.models import load_pipeline
 
     assert {p.name for p in (tiny_sd / "tokenizer").iterdir()} >= {"vocab.json", "merges.txt"}
     assert not (tiny_sd / "tokenizer" / "tokenizer.json").exists()  # as SD 1.5's own tokenizer folder

@@ -27,6 +27,30 @@ def test_every_python_stage_lists_exactly_the_package_files_it_imports():
     assert not diffs, f"dvc.yaml deps differ from the stage scripts' imports (fix: {FIX})\n{format_diff(diffs)}"
 
 
+PROFILES = sorted(p.parent for p in (ROOT / "pipelines").glob("*/dvc.yaml") if p.parent.name != "fixtures")
+
+
+def test_every_profile_runs_the_same_stages_and_lists_exactly_their_imports():
+    """A real profile and its smoke configuration differ by params only: their dvc.yaml files are one
+    text (so the smoke run in CI exercises the real profile's stages), with exact code deps."""
+    assert {p.name for p in PROFILES} >= {"voc", "voc_smoke", "cityscapes", "cityscapes_smoke", "voc_zero_shot",
+                                           "voc_zero_shot_smoke", "ade20k", "ade20k_smoke"}
+    reference = (ROOT / "pipelines/voc/dvc.yaml").read_text()
+    differ = [p.name for p in PROFILES if (p / "dvc.yaml").read_text() != reference]
+    assert not differ, f"pipelines/{differ}/dvc.yaml differ from pipelines/voc/dvc.yaml: copy it over"
+    for folder in (ROOT / "pipelines/voc", ROOT / "pipelines/fixtures"):
+        stages = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]
+        diffs = compare(stages, folder)
+        assert not diffs, f"{folder}/dvc.yaml deps are off (fix: {FIX})\n{format_diff(diffs)}"
+
+
+def test_every_profile_params_file_validates():
+    from freemask.params import load
+
+    for folder in PROFILES:
+        assert load(folder / "params.yaml").profile.classes
+
+
 def test_no_directory_deps_under_the_package():
     dirs = {name: d for name, s in _stages().items() for d in s.get("deps", [])
             if d.startswith("src/freemask") and (ROOT / d).is_dir()}

@@ -128,7 +128,7 @@ def thesaurus(
 @app.command()
 def doctor(
     profile: Optional[str] = typer.Option(None, help="voc, cityscapes, voc_zero_shot, ade20k, or a smoke "
-                                          "configuration such as voc/smoke (default: every profile in --pipelines)"),
+                                          "configuration such as voc_smoke (default: every profile in --pipelines)"),
     pipelines: Path = typer.Option(Path("pipelines"), help="the folder of the profiles, pipelines/<name>/params.yaml"),
 ) -> None:
     """Check what a real-data profile needs: weights, dataset layout and classes, caption corpus,

@@ -1,6 +1,6 @@
 """`freemask doctor`: whether this machine has what a real-data profile needs, before `dvc repro`.
 
-A profile is a folder ``pipelines/<name>/`` (or ``pipelines/<name>/smoke/``) with a ``params.yaml``;
+A profile is a folder ``pipelines/<name>/`` (a smoke configuration: ``pipelines/<name>_smoke/``) with a ``params.yaml``;
 paths in it are relative to that folder, or absolute. :func:`diagnose` reads the keys below from it
 (plain YAML, nothing else of the params) and returns one :class:`Line` per check, each naming the
 params key, and for a problem the path and what to put there:
@@ -118,7 +118,7 @@ def diagnose(folder: str | Path) -> list[Line]:
 
 
 def _generator(params: dict, folder: Path) -> list[Line]:
-    from .generators.stable_diffusion import resolve_model
+    from .diffusion.models import resolve_model
 
     key = "generate.generator"
     value = _get(params, key, str, "a diffusers pipeline folder")

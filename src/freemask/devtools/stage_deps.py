@@ -100,12 +100,12 @@ def stage_script(stage: dict) -> str | None:
 
 
 def is_code_dep(dep: str) -> bool:
-    """Deps this rule owns: the package and the stage scripts (from a profile's folder: ``../../`` then
+    """Deps this rule owns: the package, the stage scripts and tools/ (from a profile's folder: ``../../`` then
     those). Anything else (data, models) is left alone."""
     dep = dep.rstrip("/")
     while dep.startswith("../"):
         dep = dep[3:]
-    return dep == PACKAGE_DIR or dep.startswith((f"{PACKAGE_DIR}/", "stages/"))
+    return dep == PACKAGE_DIR or dep.startswith((f"{PACKAGE_DIR}/", "stages/", "tools/"))
 
 
 def repo_root(base: Path) -> Path:

@@ -75,14 +75,18 @@ def _complete(folder: Path, name: str) -> Path:
 def load_pipeline(path_or_repo_id: str | Path, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, cache_dir: str | Path | None = None) -> StableDiffusionPipeline:
     """An SD-family pipeline from a local diffusers folder or the HF cache, safety checker off.
-    Default device: CUDA if available; default dtype: float16 on CUDA, float32 elsewhere.
+    Default device: CUDA if available (GPU ``LOCAL_RANK`` under torchrun); default dtype: float16 on
+    CUDA, float32 elsewhere.
 
     Nothing is downloaded, nothing is asked of the hub: a repo id is resolved to its cache snapshot
     on disk first, so ``from_pretrained`` (with ``local_files_only=True``) only ever sees a local
     folder. (With a repo id, huggingface_hub 2.4 contacts the hub to build its user-agent even
     with ``local_files_only``; ``HF_HUB_OFFLINE=1``, also set here for the call, does not stop it
     because the hub reads that variable once, at import.)"""
-    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:  # under torchrun each process on its own GPU
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}" \
+            if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     folder = resolve_model(path_or_repo_id, cache_dir)
     with _hub_offline():
