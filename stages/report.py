@@ -6,7 +6,7 @@ from freemask.reports.figures import per_class_iou, training_curves
 from freemask.reports.grids import object_and_composite_grid
 from freemask.reports.tables import spine_report
 from freemask.runtime import run_stage
-from freemask.world.spec import CLASSES
+from freemask.labels import toy_labels
 
 
 def _json(path: str) -> dict:
@@ -14,13 +14,14 @@ def _json(path: str) -> dict:
 
 
 def main(p):
+    labels = toy_labels()
     out = Path("reports")
     details = _json("metrics/details/eval.json")
     spread = _json("metrics/spread.json")
     write_text(out / "tables.md", spine_report(_json("metrics/eval.json"), details,
                                                _json("metrics/details/generator_quality.json"), spread,
-                                               list(CLASSES), p.compose.mode))
-    per_class_iou(details, spread["groups"][0], ["background", *CLASSES], out / "figures/per_class_iou.png")
+                                               list(labels.classes), p.compose.mode))
+    per_class_iou(details, spread["groups"][0], list(labels.names), out / "figures/per_class_iou.png")
     training_curves({w: _json(f"metrics/details/train_{w}.json")["heldout_history"] for w in ("synthetic", "real")},
                     out / "figures/training_curves.png")
     grid = object_and_composite_grid("data/generated/objects", "data/composed", p.report.grid_samples)

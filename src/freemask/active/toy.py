@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import shards
-from ..data.arrays import shard_label
+from ..data.arrays import read_members
 from ..errors import DataError, reason
 from ..diffusion.models import Generator, load_generator
 from ..generate.dataset import _fingerprint, attention_masks
@@ -30,11 +30,11 @@ from ..labels import toy_labels
 from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Active, Generate, Train
 from ..segmenters.mask2former import load_segmenter, predict, train_segmenter
-from ..world.spec import CLASSES, class_index
+from ..world.spec import class_index
 from .loop import Result, Samples, run
 
-NUM_LABELS = len(CLASSES) + 1
-NAMES = ["background", *CLASSES]
+NAMES = list(toy_labels().names)
+NUM_LABELS = len(NAMES)
 _ROUND_STREAM = 0xAC71  # keeps round seeds apart from other uses of sample_seed(active.seed, ...)
 
 
@@ -164,15 +164,9 @@ def val_miou(images: np.ndarray, labels: np.ndarray, batch_size: int = 32):
 
 def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
     """Shards' ``image.png``/``label.png`` samples, keys ``{prefix}_{folder}_{key}`` (unique across folders)."""
-    keys, images, labels = [], [], []
-    for d in directories:
-        for key, m in shards.read_shards(d):
-            labels.append(shard_label(m))
-            keys.append(f"{prefix}_{Path(d).name}_{key}")
-            images.append(m["image.png"])
-    if not keys:
-        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
-    return Samples(keys, np.stack(images), np.stack(labels))
+    m = read_members(directories, ("image.png", "label.png"))
+    keys = [f"{prefix}_{d.name}_{key}" for d, key in m["key"]]
+    return Samples(keys, np.stack(m["image.png"]), np.stack(m["label.png"]))
 
 
 def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: str | Path, initial: Samples,

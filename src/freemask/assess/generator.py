@@ -29,6 +29,7 @@ from ..world.render import render_scene, single_object_layout
 from ..world.spec import BACKGROUNDS, CLASSES, background_distribution, class_index
 from ..attention.recorder import AttentionStore, recording
 from ..attention.tokens import word_tokens
+from ..data.arrays import read_members
 from ..diffusion.models import Generator, load_generator
 from ..generate.dataset import object_tokens, sample_objects
 from ..generate.plan import plan_objects
@@ -174,15 +175,10 @@ def mask_ious(masks: ObjectMasks, truth: np.ndarray) -> np.ndarray:
 
 def load_render_classes(generator_train_dir) -> tuple[np.ndarray, np.ndarray]:
     """Single-object renders of the generator's training set with their class ids (0-based)."""
-    from ..data import shards
-
-    images, labels = [], []
-    for _, m in shards.read_shards(generator_train_dir):
-        classes = m["meta.json"]["classes"]
-        if len(classes) == 1:
-            images.append(m["image.png"])
-            labels.append(CLASSES.index(classes[0]))
-    return np.stack(images), np.array(labels)
+    m = read_members([generator_train_dir], ("image.png", "meta.json"))
+    single = [i for i, meta in enumerate(m["meta.json"]) if len(meta["classes"]) == 1]
+    return (np.stack([m["image.png"][i] for i in single]),
+            np.array([CLASSES.index(m["meta.json"][i]["classes"][0]) for i in single]))
 
 
 def stored_object_masks(labels: np.ndarray) -> ObjectMasks:
@@ -208,7 +204,6 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     """All generator-quality figures of the spine: recognisability, attention-mask IoU under the
     generate params, and the mask-quality table of every rule and resolution subset (with the
     learned affinity net of ``affinity_net_dir`` beside the self-attention, if given)."""
-    from ..data import shards
     from ..segmenters.mask2former import load_segmenter, predict
 
     cfg, gcfg = params.assess, params.generate
@@ -219,14 +214,10 @@ def assess_generator(params, generator_dir, generator_train_dir, objects_dir, or
     render_x, render_y = load_render_classes(generator_train_dir)
     clf = train_classifier(render_x, render_y, cfg.classifier_steps, cfg.seed)
 
-    images, labels, maps, classes = [], [], [], []
-    for _, m in shards.read_shards(objects_dir):
-        images.append(m["image.png"])
-        labels.append(m["label.png"])
-        maps.append(m["attention.png"])
-        classes.append(m["meta.json"]["class"])
-    images, stored = np.stack(images), stored_object_masks(np.stack(labels))
-    maps = np.stack(maps).astype(np.float32) / 255.0  # the normalised maps the rule thresholded
+    m = read_members([objects_dir], ("image.png", "label.png", "attention.png", "meta.json"))
+    images, stored = np.stack(m["image.png"]), stored_object_masks(np.stack(m["label.png"]))
+    classes = [meta["class"] for meta in m["meta.json"]]
+    maps = np.stack(m["attention.png"]).astype(np.float32) / 255.0  # the normalised maps the rule thresholded
     predicted = classify(clf, images)
     correct = (predicted == np.array([CLASSES.index(c) for c in classes])).astype(float)
     oracle = load_segmenter(oracle_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import shards
+from ..data.arrays import read_members
 from ..masks.affinity_net import AffinityNet, NetShape, TrainSettings, train_affinity_net
 from ..params import AffinityNetParams
 
@@ -14,15 +14,8 @@ from ..params import AffinityNetParams
 def object_images_and_maps(objects_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The generate stage's object images (B, H, W, 3) uint8 and the normalised attention maps its
     threshold rule read (B, H, W) float32 in [0, 1], in shard order."""
-    images, maps = [], []
-    for key, m in shards.read_shards(objects_dir):
-        if "attention.png" not in m:
-            raise KeyError(f"{objects_dir}: sample {key} has no attention.png (not a generate stage's objects folder)")
-        images.append(m["image.png"])
-        maps.append(m["attention.png"])
-    if not images:
-        raise ValueError(f"{objects_dir}: no generated objects")
-    return np.stack(images), np.stack(maps).astype(np.float32) / 255.0
+    m = read_members([objects_dir], ("image.png", "attention.png"))
+    return np.stack(m["image.png"]), np.stack(m["attention.png"]).astype(np.float32) / 255.0
 
 
 def train_on_objects(objects_dir: str | Path, cfg: AffinityNetParams, progress: bool = True

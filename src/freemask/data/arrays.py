@@ -1,17 +1,20 @@
-"""Labelled image sets as in-memory arrays (the toy world is small enough to hold in RAM)."""
+"""Labelled image sets as in-memory arrays (the toy world is small enough to hold in RAM), and the
+one loop that reads shard members into lists (``read_members``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import DataError
-from ..world.spec import CLASSES
+from ..labels import toy_labels
 from . import shards
 from .common import IGNORE_INDEX
 from .voc import VOCSegmentation
 
-TOY_CLASS_NAMES = ("background", *CLASSES)
+TOY_CLASS_NAMES = toy_labels().names
 
 
 def shard_label(sample: shards.Sample, class_names: tuple[str, ...] = TOY_CLASS_NAMES) -> np.ndarray:
@@ -25,18 +28,32 @@ def shard_label(sample: shards.Sample, class_names: tuple[str, ...] = TOY_CLASS_
     return label
 
 
+def read_members(directories: Sequence[str | Path], names: Sequence[str],
+                 class_names: tuple[str, ...] = TOY_CLASS_NAMES, desc: str | None = None) -> dict[str, list]:
+    """The members ``names`` of every sample of the shards in ``directories``, in order, as lists by
+    member name, plus ``key``: (folder, sample key) of each. ``label.png`` is checked against
+    ``class_names`` (:func:`shard_label`); a sample without one of ``names`` is a DataError naming it.
+    No sample at all is a FileNotFoundError."""
+    out: dict[str, list] = {"key": [], **{n: [] for n in names}}
+    for d in directories:
+        for key, m in tqdm(shards.read_shards(d), desc=desc, disable=desc is None):
+            missing = [n for n in names if n not in m]
+            if missing:
+                raise DataError(m.shard, f"sample {key!r} has no {', '.join(missing)}")
+            out["key"].append((Path(d), key))
+            for n in names:
+                out[n].append(shard_label(m, class_names) if n == "label.png" else m[n])
+    if not out["key"]:
+        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
+    return out
+
+
 def from_shards(*directories: str | Path,
                 class_names: tuple[str, ...] = TOY_CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:
     """Images (N,H,W,3) uint8 and label maps (N,H,W) uint8 from ``image.png``/``label.png`` members
     (labels: class ids of ``class_names`` or 255, see :func:`shard_label`)."""
-    images, labels = [], []
-    for d in directories:
-        for _, m in shards.read_shards(d):
-            labels.append(shard_label(m, class_names))
-            images.append(m["image.png"])
-    if not images:
-        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
-    return np.stack(images), np.stack(labels)
+    m = read_members(directories, ("image.png", "label.png"), class_names)
+    return np.stack(m["image.png"]), np.stack(m["label.png"])
 
 
 def from_voc(root: str | Path, split: str,

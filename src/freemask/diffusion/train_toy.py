@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import shards
+from ..data.arrays import read_members
 from ..errors import DataError
 from ..io import load_torch, replace_dir, write_with
 from ..params import TrainGenerator
@@ -31,11 +31,9 @@ from .toy import ToyGenerator, build_text_encoder, build_tokenizer, build_train_
 
 def load_training_set(directory: str | Path) -> tuple[torch.Tensor, list[str]]:
     """Images as uint8 (N, 3, R, R) and their captions, in shard order."""
-    images, captions = [], []
-    for _, m in tqdm(shards.read_shards(directory), desc="generator: loading training set"):
-        images.append(m["image.png"])
-        captions.append(m["meta.json"]["caption"])
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), captions
+    m = read_members([directory], ("image.png", "meta.json"), desc="generator: loading training set")
+    images, captions = np.stack(m["image.png"]), [meta["caption"] for meta in m["meta.json"]]
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
 def build_generator(cfg: TrainGenerator, resolution: int) -> ToyGenerator:

@@ -47,7 +47,7 @@ from ..data import ade20k, cityscapes, voc
 from ..data.common import IGNORE_INDEX, require_dir
 from ..io import write_text
 from ..params import Train
-from ..world.spec import CLASSES as TOY_CLASSES
+from ..labels import toy_labels
 
 MEAN = [123.675, 116.28, 103.53]  # ImageNet, 0-255 (mmseg's SegDataPreProcessor)
 STD = [58.395, 57.12, 57.375]
@@ -70,7 +70,7 @@ class DatasetSpec:
 
 
 _VOC_PREFIX = dict(img_path="JPEGImages", seg_map_path="SegmentationClass")
-_TOY_NAMES = ("background", *TOY_CLASSES)
+_TOY_NAMES = toy_labels().names
 
 DATASETS: dict[str, DatasetSpec] = {
     "voc": DatasetSpec("PascalVOCDataset", "data/VOCdevkit/VOC2012", voc.CLASS_NAMES, _VOC_PREFIX, _VOC_PREFIX,
