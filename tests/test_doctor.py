@@ -205,3 +205,34 @@ def test_an_unknown_profile_lists_the_profiles_there(tmp_path):
     result = _doctor("--profile", "cityscapes", "--pipelines", str(tmp_path))
     assert result.exit_code == 2
     assert f"no {tmp_path / 'cityscapes' / 'params.yaml'} (profiles in {tmp_path}: voc, voc/smoke)" in result.output
+
+
+def test_freemask_generate_takes_the_checkpoint_a_users_script_saved(tiny_sd, tmp_path):
+    """The folder tools/make_tiny_sd.py saved with diffusers' save_pretrained (not written by freemask)
+    works with `freemask generate`, under the voc smoke profile's params (its prompts, sampler and mask
+    rule): a phrase the BPE splits into several tokens becomes one mask."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from freemask.cli import app
+
+    params = Path(__file__).resolve().parents[1] / "pipelines" / "voc_smoke" / "params.yaml"
+    out = tmp_path / "plant"
+    result = CliRunner().invoke(app, ["generate", "a photo of a potted plant on the table", "--out", str(out),
+                                      "--generator", str(tiny_sd), "--params", str(params), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    image, mask = np.asarray(Image.open(out / "image.png")), np.asarray(Image.open(out / "mask.png"))
+    assert image.shape == (64, 64, 3) and mask.shape == (64, 64)
+    assert set(np.unique(mask)) <= {0, 255} and 0 < (mask == 255).mean() < 1
+
+
+def test_doctor_on_the_shipped_voc_profile_names_each_path_a_machine_lacks(monkeypatch):
+    """pipelines/voc as committed, on a machine without the weights and the data (this one)."""
+    monkeypatch.setattr(doctor, "gpus", lambda: [])
+    lines = doctor.diagnose(Path(__file__).resolve().parents[1] / "pipelines" / "voc")
+    problems = {line.key: line.text for line in lines if not line.ok}
+    assert {"generate.generator", "data.root", "train.backbone_weights", "thesaurus.corpus",
+            "profile.min_vram_gb"} <= set(problems)
+    assert "/models/stable-diffusion-v1-5 not found: put " in problems["generate.generator"]
+    assert "/data/VOCdevkit/VOC2012 not found: put " in problems["data.root"]
+    assert all(line.ok for line in lines if line.key == "profile.classes")  # the 20 classes are VOC's
