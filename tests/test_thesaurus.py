@@ -154,3 +154,27 @@ def test_the_stage_writes_its_outputs_and_its_error_against_the_priors(tmp_path)
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "captions.txt" in r.stderr
     assert (tmp_path / "data/thesaurus/thesaurus.csv").read_bytes() == first  # nothing written over
+
+
+def test_the_plan_prompts_each_class_on_the_backgrounds_the_thesaurus_allows():
+    """generate.backgrounds=thesaurus: a class's prompts go to backgrounds with R(o, b) above the
+    threshold, in proportion to the captions that mention both; a class with none is named."""
+    from freemask.generate.plan import plan_objects
+    from freemask.labels import toy_labels, with_background_weights
+    from freemask.params import Generate
+
+    t = th.table(th.count(pl.LazyFrame({"caption": caption_corpus(seed=0, n=20000, max_objects=3)}),
+                          th.toy_vocabulary()))
+    labels = toy_labels()
+    w = th.background_weights(t, list(labels.classes), list(labels.backgrounds), 0.05)
+    r = th.lookup(t)
+    both = {(x["object"], x["background"]): x["n_both"] for x in t.iter_rows(named=True)}
+    for o in labels.classes:
+        for b, weight in zip(labels.backgrounds, w[o]):
+            assert weight == (both[o, b] if r[b][o] > 0.05 else 0)
+    plan = plan_objects(Generate(per_class=200), with_background_weights(labels, w))
+    assert all(r[p.background][p.cls] > 0.05 for p in plan)
+    balloons = [p.background for p in plan if p.cls == "balloon"]
+    assert set(balloons) == {"sky", "floor"} and balloons.count("sky") > balloons.count("floor")
+    with pytest.raises(ValueError, match=r"no background has R\(o, b\) > 0.9 for .*balloon"):
+        th.background_weights(t, list(labels.classes), list(labels.backgrounds), 0.9)

@@ -56,6 +56,15 @@ def toy_labels() -> LabelSet:
     return LabelSet(CLASSES, BACKGROUNDS, dict(PREPOSITION), {c: background_distribution(c) for c in CLASSES})
 
 
+def with_background_weights(labels: LabelSet, weights: dict[str, list[float]]) -> LabelSet:
+    """``labels`` prompting each class on backgrounds in proportion to ``weights`` (over
+    ``labels.backgrounds``), e.g. the thesaurus's (``thesaurus.background_weights``)."""
+    from dataclasses import replace
+
+    norm = {c: np.asarray(w, dtype=np.float64) / float(np.sum(w)) for c, w in weights.items()}
+    return replace(labels, background_weights={c: norm[c] for c in labels.classes})
+
+
 def from_profile(profile) -> LabelSet:
     """The label set of a ``params.Profile``: the toy world's for the toy profile; otherwise its
     classes, backgrounds and varieties, each class prompted uniformly on its ``places`` (all

@@ -166,6 +166,10 @@ class Generate(_Section):
     generator: str = "models/generator"
     sampler: Literal["DDIM", "DPMSolverMultistep", "Euler"] = "DDIM"
     height: int | None = Field(None, gt=0)  # the image side; None: the generator's own
+    # where a class's single-object prompts are set: profile (the toy world's P(b | o), or a real
+    # profile's places) or thesaurus (the backgrounds whose R(o, b) > thesaurus.threshold, in proportion
+    # to the captions that mention both; the thesaurus stage's table)
+    backgrounds: Literal["profile", "thesaurus"] = "profile"
     per_class: int = Field(60, gt=0)
     scenes_per_background: int = Field(40, ge=0)
     steps: int = Field(20, gt=0)

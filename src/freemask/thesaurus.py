@@ -192,6 +192,24 @@ def allowed_labels(thesaurus: pl.DataFrame, classes: list[str], threshold: float
     return {b: {classes.index(o) + 1 for o in _above(row, threshold) if o in classes} for b, row in lookup(thesaurus).items()}
 
 
+def background_weights(thesaurus: pl.DataFrame, classes: list[str], backgrounds: list[str],
+                       threshold: float) -> dict[str, list[float]]:
+    """Class -> weights over ``backgrounds`` for the backgrounds its single-object prompts are drawn
+    from: the number of captions mentioning both (so P(b | o) as the corpus has it) where R(o, b) is
+    above ``threshold``, 0 elsewhere. A class with no such background is a ValueError naming it."""
+    both = {(r["object"], r["background"]): (r["n_both"], r["R"]) for r in thesaurus.iter_rows(named=True)}
+    out, empty = {}, []
+    for o in classes:
+        w = [float(both[o, b][0]) if (o, b) in both and (both[o, b][1] or 0) > threshold else 0.0 for b in backgrounds]
+        if sum(w) == 0:
+            empty.append(o)
+        out[o] = w
+    if empty:
+        raise ValueError(f"no background has R(o, b) > {threshold} for {', '.join(empty)} (lower "
+                         f"thesaurus.threshold, or give the corpus captions that mention them)")
+    return out
+
+
 def write_csv(thesaurus: pl.DataFrame, path: str | Path) -> None:
     """The table as CSV, R to 6 decimals (equal counts give equal bytes)."""
     from .io import write_text

@@ -70,12 +70,16 @@ def _scene_batch(gen: Generator, cfg: Generate, batch: list[PlannedSample]):
             for p, im in zip(batch, imgs))
 
 
-def _fingerprint(cfg: Generate, generator_dir: Path) -> str:
+def _fingerprint(cfg: Generate, generator_dir: Path, plans: list[list[PlannedSample]] = ()) -> str:
+    """A digest of the params, the generator's files and the plans (prompts, backgrounds, seeds: they
+    also depend on the profile and, under generate.backgrounds=thesaurus, on the thesaurus)."""
     h = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode())
     for f in sorted(generator_dir.rglob("*")):
         if f.is_file():
             h.update(f.relative_to(generator_dir).as_posix().encode())
             h.update(f.read_bytes())
+    for plan in plans:
+        h.update(json.dumps([p.__dict__ for p in plan]).encode())
     return h.hexdigest()
 
 
@@ -131,14 +135,14 @@ def generate_dataset(cfg: Generate, labels: LabelSet, out_dir: str | Path) -> di
     gen = load_generator(cfg.generator)
     generator_dir = resolve_model(cfg.generator) if gen.kind == "stable_diffusion" else Path(cfg.generator)
     check_fits(cfg, gen.unet, side=gen.latent_side(cfg.height))  # before _prepare clears the outputs of other params
+    objs, scns = plan_objects(cfg, labels), plan_scenes(cfg, labels)
     with process_group() as ranks:
         if ranks.is_main:
-            fp = _fingerprint(cfg, generator_dir)
+            fp = _fingerprint(cfg, generator_dir, [objs, scns])
             _prepare(out / "objects", fp)
             _prepare(out / "scenes", fp)
         ranks.barrier()
 
-        objs, scns = plan_objects(cfg, labels), plan_scenes(cfg, labels)
         make_objects, make_scenes = partial(_object_batch, gen, cfg, labels), partial(_scene_batch, gen, cfg)
         written = {"objects": _run(objs, out / "objects", cfg, "generate: objects", make_objects, ranks),
                    "scenes": _run(scns, out / "scenes", cfg, "generate: scenes", make_scenes, ranks) if scns else []}
