@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.arrays import read_members
+from ..data.shards import read_members
 from ..masks.affinity_net import AffinityNet, NetShape, TrainSettings, train_affinity_net
 from ..params import AffinityNetParams
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import DataError
 from ..labels import toy_labels
@@ -30,22 +29,8 @@ def shard_label(sample: shards.Sample, class_names: tuple[str, ...] = TOY_CLASS_
 
 def read_members(directories: Sequence[str | Path], names: Sequence[str],
                  class_names: tuple[str, ...] = TOY_CLASS_NAMES, desc: str | None = None) -> dict[str, list]:
-    """The members ``names`` of every sample of the shards in ``directories``, in order, as lists by
-    member name, plus ``key``: (folder, sample key) of each. ``label.png`` is checked against
-    ``class_names`` (:func:`shard_label`); a sample without one of ``names`` is a DataError naming it.
-    No sample at all is a FileNotFoundError."""
-    out: dict[str, list] = {"key": [], **{n: [] for n in names}}
-    for d in directories:
-        for key, m in tqdm(shards.read_shards(d), desc=desc, disable=desc is None):
-            missing = [n for n in names if n not in m]
-            if missing:
-                raise DataError(m.shard, f"sample {key!r} has no {', '.join(missing)}")
-            out["key"].append((Path(d), key))
-            for n in names:
-                out[n].append(shard_label(m, class_names) if n == "label.png" else m[n])
-    if not out["key"]:
-        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
-    return out
+    """``shards.read_members`` with each ``label.png`` checked against ``class_names`` (:func:`shard_label`)."""
+    return shards.read_members(directories, names, {"label.png": lambda m: shard_label(m, class_names)}, desc)
 
 
 def from_shards(*directories: str | Path,

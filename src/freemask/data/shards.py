@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,29 @@ def shard_paths(directory: str | Path) -> list[Path]:
 def read_shards(directory: str | Path) -> Iterator[tuple[str, dict]]:
     for p in shard_paths(directory):
         yield from read_shard(p)
+
+
+def read_members(directories: Sequence[str | Path], names: Sequence[str],
+                 check: dict[str, Callable[["Sample"], object]] | None = None, desc: str | None = None) -> dict[str, list]:
+    """The members ``names`` of every sample of the shards in ``directories``, in order, as lists by
+    member name, plus ``key``: (folder, sample key) of each. ``check`` maps a member name to what reads
+    it from the sample instead (a label checked against its classes). A sample without one of
+    ``names`` is a DataError naming it; no sample at all is a FileNotFoundError."""
+    from tqdm import tqdm
+
+    check = check or {}
+    out: dict[str, list] = {"key": [], **{n: [] for n in names}}
+    for d in directories:
+        for key, m in tqdm(read_shards(d), desc=desc, disable=desc is None):
+            missing = [n for n in names if n not in m]
+            if missing:
+                raise DataError(m.shard, f"sample {key!r} has no {', '.join(missing)}")
+            out["key"].append((Path(d), key))
+            for n in names:
+                out[n].append(check[n](m) if n in check else m[n])
+    if not out["key"]:
+        raise FileNotFoundError(f"no samples in {', '.join(map(str, directories))}")
+    return out
 
 
 def shard_name(index: int) -> str:

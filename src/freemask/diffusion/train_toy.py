@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.arrays import read_members
+from ..data.shards import read_members
 from ..errors import DataError
 from ..io import load_torch, replace_dir, write_with
 from ..params import TrainGenerator
