@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from ..errors import DataError, reason, stage_hint
 from ..io import load_safetensors, read_json, replace_dir
 from ..params import PlacementParams
-from ..world.placement import box_of_frame
+from ..world.placement import box_of_frame, plausible, plausible_box  # noqa: F401  (the judge, for callers of propose)
 from ..world.render import place
 from ..world.spec import CLASSES
 from .paste import Cutout
