@@ -258,6 +258,58 @@ class Compose(_Section):
         return self
 
 
+class PlacementParams(_Section):
+    """Foreground Object Location (paper §3.2.2): a FOPA-style placement network trained by the
+    train_placement stage on the toy world's renders, and how placements are proposed
+    (``freemask.compose.placement``; docs/placement.md)."""
+
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    # learned: from the network's heatmap; prior: the class's placements as the renderer draws them;
+    # random: uniform position, side uniform in [compose.min_size, compose.max_size] (the ablation)
+    mode: Literal["learned", "prior", "random"] = "learned"
+    selection: Literal["sample", "argmax"] = "sample"  # learned: a cell drawn by score, or the best one
+    min_score: float = Field(0.5, ge=0, lt=1)  # learned, sample: only cells scoring at least this
+    max_overlap: float = Field(0.3, ge=0, le=1)  # largest IoU of a new box with an already placed one
+    max_tries: int = Field(50, gt=0)  # prior / random: draws before a placement is given up
+    tolerance: float = Field(0.0, ge=0, lt=0.5)  # the judge's slack in metrics/placement.json
+    # the network (freemask.compose.placement_net.NetShape)
+    canvas: int = Field(32, ge=16, multiple_of=8)
+    width: int = Field(16, gt=0, multiple_of=4)
+    features: int = Field(8, gt=0)
+    scale_min: float = Field(0.12, gt=0, lt=1)
+    scale_max: float = Field(0.66, gt=0, le=1)
+    n_scales: int = Field(24, ge=2)
+    # training data: per example, a scene, a cut-out, and this many placements of each label
+    examples: int = Field(3000, gt=0)
+    positives: int = Field(8, gt=0)
+    negatives: int = Field(8, gt=0)
+    prior_samples: int = Field(1000, gt=0)  # per class, for mode=prior
+    teacher_steps: int = Field(400, gt=0)
+    steps: int = Field(1500, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    temperature: float = Field(0.05, gt=0)  # the soft-argmax that gives the spatial term its placement
+    # eq. 7 and eq. 4 weights; each triple sums to 1, as in the paper
+    lambda_spatial: float = Field(0.2, ge=0, le=1)
+    lambda_semantic: float = Field(0.3, ge=0, le=1)
+    lambda_heatmap: float = Field(0.5, ge=0, le=1)
+    lambda_iou: float = Field(0.4, ge=0, le=1)
+    lambda_center: float = Field(0.4, ge=0, le=1)
+    lambda_aspect: float = Field(0.2, ge=0, le=1)
+    val_scenes: int = Field(20, gt=0)  # per class, for metrics/placement.json
+
+    @model_validator(mode="after")
+    def _weights_sum_to_one(self):
+        for keys in (("lambda_spatial", "lambda_semantic", "lambda_heatmap"), ("lambda_iou", "lambda_center", "lambda_aspect")):
+            total = sum(getattr(self, k) for k in keys)
+            if abs(total - 1) > 1e-6:
+                raise ValueError(f"{' + '.join(f'placement.{k}' for k in keys)} = {total:g}; they must sum to 1 (paper eq. 7)")
+        if self.scale_min >= self.scale_max:
+            raise ValueError(f"placement.scale_min ({self.scale_min}) must be below placement.scale_max ({self.scale_max})")
+        return self
+
+
 # The architecture keys of Train that describe the micro profile; the real profiles fix their own.
 MICRO_ARCHITECTURE_KEYS = ("patch_size", "window_size", "backbone_dim", "backbone_depths", "hidden_dim",
                            "encoder_layers", "num_queries", "decoder_layers")
@@ -441,6 +493,7 @@ class Params(_Section):
     train_generator: TrainGenerator = TrainGenerator()
     generate: Generate = Generate()
     compose: Compose = Compose()
+    placement: PlacementParams = PlacementParams()
     train: Train = Train()
     assess: Assess = Assess()
     affinity_net: AffinityNetParams = AffinityNetParams()
