@@ -14,10 +14,32 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
+def solver_options(name: str, config) -> dict:
+    """What the sampler ``name`` sets on top of the generator's noise schedule ``config``.
+
+    DDIM and Euler: nothing. ``DPMSolverMultistep``: DPM-Solver++ (Lu et al., 2022), the
+    second-order multistep solver in data prediction, with a first-order last step down to sigma 0;
+    timesteps spread from the last training timestep down ("trailing"), so the first step starts
+    from the pure noise it is given at any step count; and, if the schedule clips the predicted
+    sample to [-1, 1] (``clip_sample``, as the toy's pixel-space model does under DDIM), the same
+    clip (diffusers' thresholding with ``sample_max_value`` 1 is exactly that clip)."""
+    if name != "DPMSolverMultistep":
+        return {}
+    options = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint",
+               "lower_order_final": True, "final_sigmas_type": "zero", "timestep_spacing": "trailing"}
+    if config.get("clip_sample", False):
+        if float(config.get("clip_sample_range", 1.0)) != 1.0:
+            raise ValueError(f"DPMSolverMultistep clips the predicted sample to [-1, 1] only; the generator's "
+                             f"schedule clips to ±{config['clip_sample_range']}: use the DDIM sampler")
+        options |= {"thresholding": True, "sample_max_value": 1.0}
+    return options
+
+
 def scheduler(gen: Generator, name: str, steps: int):
     """The sampler ``name`` (a key of ``SCHEDULERS``) configured from the generator's own noise
-    schedule, with its ``steps`` timesteps set."""
-    sched = SCHEDULERS[name].from_config(gen.scheduler.config)
+    schedule (plus ``solver_options``), with its ``steps`` timesteps set."""
+    config = gen.scheduler.config
+    sched = SCHEDULERS[name].from_config(config, **solver_options(name, config))
     sched.set_timesteps(steps, device=gen.unet.device)
     return sched
 
