@@ -20,6 +20,7 @@ TINY = {
     "train": {"steps": 4, "batch_size": 4, "eval_every": 2},
     "assess": {"classifier_steps": 3, "renders_per_class": 1, "mask_quality_per_class": 1},
     "affinity_net": {"steps": 3, "batch_size": 4},
+    "harmonize": {"steps": 3, "batch_size": 4, "width": 4, "train_pairs": 16, "val_pairs": 8},
     "report": {"grid_samples": 8},
 }
 

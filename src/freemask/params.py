@@ -308,6 +308,25 @@ class PlacementParams(_Section):
         if self.scale_min >= self.scale_max:
             raise ValueError(f"placement.scale_min ({self.scale_min}) must be below placement.scale_max ({self.scale_max})")
         return self
+class Harmonize(_Section):
+    """Harmonization of pasted objects (``freemask.compose.harmonize``; docs/harmonization.md) and
+    the RAIN-style network the train_harmonizer stage trains on toy pairs (the same object under
+    two lightings)."""
+
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    method: Literal["statistics", "rain", "none"] = "statistics"
+    # statistics: the background ring is within ring x the object's bounding-box side of it (0: the
+    # whole image outside the mask); strength 1 matches mean and std fully, 0 leaves the object as is
+    ring: float = Field(0.25, ge=0)
+    strength: float = Field(1.0, ge=0, le=1)
+    # rain: the network's width and its training on toy pairs
+    width: int = Field(16, gt=0)
+    train_pairs: int = Field(6000, gt=0)
+    val_pairs: int = Field(400, gt=0)
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0)
 
 
 # The architecture keys of Train that describe the micro profile; the real profiles fix their own.
@@ -494,6 +513,7 @@ class Params(_Section):
     generate: Generate = Generate()
     compose: Compose = Compose()
     placement: PlacementParams = PlacementParams()
+    harmonize: Harmonize = Harmonize()
     train: Train = Train()
     assess: Assess = Assess()
     affinity_net: AffinityNetParams = AffinityNetParams()

@@ -1,0 +1,115 @@
+"""Benchmark: how far harmonization brings a pasted object's colours to the correctly lit render.
+
+Held-out toy pairs (``freemask.world.relight.relit_pair``, seeds ``[seed, KIND_BENCHMARK, i]``,
+never used in training): every class x every (source, target) background lighting, ``--per-combo``
+pairs each. The error is the mean CIE76 colour difference (Delta E, Euclidean in Lab) to the
+correctly lit render inside the object's mask, per pair, averaged over pairs; the mean absolute Lab
+error per channel beside it. Methods: none, statistics (the params' ring and strength, and a sweep
+of both), rain (the network in ``--model``), and a reference row that is no method: the true
+per-background lighting ratio (brightness x tint of target over source, without the per-image
+jitter) applied to the object, i.e. what knowing both backgrounds' lighting exactly buys.
+
+Goal (issue 17): statistics and rain each at most half of none's error. Reported, not enforced.
+
+    PYTHONPATH=src python benchmarks/harmonization.py                        # 600 pairs
+    PYTHONPATH=src python benchmarks/harmonization.py --per-combo 1          # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from freemask.compose.colour import rgb_to_lab, to_uint8
+from freemask.compose.harmonize import KIND_BENCHMARK, delta_e, relit_pairs, statistics
+from freemask.compose.rain import apply_rain, load_harmonizer
+from freemask.io import write_json, write_text
+from freemask.params import load
+from freemask.world.spec import BACKGROUNDS, CLASSES, LIGHTING
+
+GOAL_RATIO = 0.5
+SWEEP = [(0.25, 1.0), (0.25, 0.5), (0.25, 0.25), (0.25, 0.1), (0.0, 1.0), (1.0, 1.0)]  # (ring, strength)
+
+
+def true_lighting_ratio(comps: np.ndarray, masks: np.ndarray, what: list[tuple[str, str, str]]) -> np.ndarray:
+    """The reference row: each object multiplied by target / source lighting of its backgrounds."""
+    out = comps.copy()
+    for i, (_, src, tgt) in enumerate(what):
+        a, b = LIGHTING[src], LIGHTING[tgt]
+        ratio = b.brightness * np.array(b.tint) / (a.brightness * np.array(a.tint))
+        out[i][masks[i]] = to_uint8(comps[i][masks[i]] / 255.0 * ratio)
+    return out
+
+
+def summary(outputs: np.ndarray, targets: np.ndarray, masks: np.ndarray, cross: np.ndarray, none: float) -> dict:
+    de = delta_e(outputs, targets, masks)
+    lab_err = np.abs(rgb_to_lab(outputs) - rgb_to_lab(targets))
+    mae = [(lab_err[..., c] * masks).sum((1, 2)) / masks.sum((1, 2)) for c in range(3)]
+    return {"delta_e": round(float(de.mean()), 3),
+            "delta_e_same_background": round(float(de[~cross].mean()), 3),
+            "delta_e_other_background": round(float(de[cross].mean()), 3),
+            "lab_mae": {k: round(float(v.mean()), 3) for k, v in zip("Lab", mae)},
+            "ratio_to_none": round(float(de.mean()) / none, 4)}
+
+
+def measure(model: str | Path, per_combo: int, seed: int, resolution: int, ring: float, strength: float) -> dict:
+    n = per_combo * len(CLASSES) * len(BACKGROUNDS) ** 2
+    comps, targets, masks, what = relit_pairs(seed, KIND_BENCHMARK, n, resolution, balanced=True)
+    cross = np.array([src != tgt for _, src, tgt in what])
+    none = float(delta_e(comps, targets, masks).mean())
+    stats = lambda r, s: np.stack([statistics(c, m, r, s) for c, m in zip(comps, masks)])  # noqa: E731
+    t0 = time.perf_counter()
+    rain = apply_rain(load_harmonizer(model), comps, masks)
+    rain_s = time.perf_counter() - t0
+    methods = {"none": summary(comps, targets, masks, cross, none),
+               "statistics": summary(stats(ring, strength), targets, masks, cross, none),
+               "rain": summary(rain, targets, masks, cross, none)}
+    for m in ("statistics", "rain"):
+        methods[m]["meets_goal"] = methods[m]["ratio_to_none"] <= GOAL_RATIO
+    return {"pairs": n, "same_background_pairs": int((~cross).sum()), "seed": seed, "resolution": resolution,
+            "model": str(model), "statistics_params": {"ring": ring, "strength": strength},
+            "goal_ratio_to_none": GOAL_RATIO, "methods": methods,
+            "statistics_sweep": {f"ring={r} strength={s}": summary(stats(r, s), targets, masks, cross, none)
+                                 for r, s in SWEEP},
+            "reference_true_lighting_ratio": summary(true_lighting_ratio(comps, masks, what), targets, masks, cross,
+                                                     none),
+            "rain_seconds_per_image": round(rain_s / n, 6)}
+
+
+def markdown(r: dict) -> str:
+    rows = [("none", r["methods"]["none"]), ("statistics", r["methods"]["statistics"]), ("rain", r["methods"]["rain"]),
+            ("reference: true lighting ratio", r["reference_true_lighting_ratio"])]
+    rows += [(f"statistics {k}", v) for k, v in r["statistics_sweep"].items()]
+    lines = [f"# Harmonization benchmark ({r['date']})", "",
+             f"{r['pairs']} held-out toy pairs at {r['resolution']} px ({r['same_background_pairs']} with the same "
+             f"source and target background), model `{r['model']}`. Mean CIE76 Delta E inside the mask.", "",
+             "| method | Delta E | same bg | other bg | ratio to none |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {v['delta_e']} | {v['delta_e_same_background']} | {v['delta_e_other_background']} | "
+              f"{v['ratio_to_none']} |" for name, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/harmonizer")
+    ap.add_argument("--per-combo", type=int, default=3, help="pairs per (class, source, target): 200 combinations")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default=f"benchmarks/results/harmonization_{datetime.date.today()}.json")
+    args = ap.parse_args()
+    p = load(args.params)
+    result = measure(args.model, args.per_combo, args.seed, p.world.resolution, p.harmonize.ring, p.harmonize.strength)
+    result.update(date=str(datetime.date.today()), machine=platform.processor() or platform.machine(),
+                  command=f"PYTHONPATH=src python benchmarks/harmonization.py --per-combo {args.per_combo} "
+                          f"--seed {args.seed} --model {args.model}")
+    write_json(args.out, result)
+    write_text(Path(args.out).with_suffix(".md"), markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

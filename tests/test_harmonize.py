@@ -1,0 +1,172 @@
+"""Harmonization of pasted objects: Lab statistics matching, the RAIN network, the dispatcher."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freemask.compose.colour import lab_to_rgb, rgb_to_lab, to_uint8
+from freemask.compose.harmonize import (KIND_TRAIN, delta_e, harmonize, relit_pairs, ring_mask, statistics,
+                                        train_harmonizer)
+from freemask.compose.rain import NetShape, TrainSettings, apply_rain, load_harmonizer, save_harmonizer, train_rain
+from freemask.errors import DataError
+from freemask.params import Harmonize, ParamsError, dump_defaults, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(width=4, train_pairs=16, val_pairs=8, steps=3, batch_size=4)
+
+
+def _scene(seed=0):
+    """A 24x24 noisy green background with a noisy red square object (10x10) in it."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal((70, 150, 60), 12, (24, 24, 3)), 0, 255).astype(np.uint8)
+    mask = np.zeros((24, 24), bool)
+    mask[7:17, 8:18] = True
+    img[mask] = np.clip(rng.normal((200, 60, 50), 8, (100, 3)), 0, 255).astype(np.uint8)
+    return img, mask
+
+
+def test_lab_matches_published_reference_values_and_round_trips():
+    rgb = np.array([[255, 0, 0], [255, 255, 255], [0, 0, 0], [128, 128, 128], [0, 0, 255]], np.uint8)
+    want = [[53.2408, 80.0925, 67.2032], [100, 0, 0], [0, 0, 0], [53.5850, 0, 0], [32.2970, 79.1875, -107.8602]]
+    np.testing.assert_allclose(rgb_to_lab(rgb), want, atol=2e-3)
+    every = np.random.default_rng(0).integers(0, 256, (5000, 3)).astype(np.uint8)
+    assert np.array_equal(to_uint8(lab_to_rgb(rgb_to_lab(every))), every)
+
+
+def test_statistics_moves_the_object_lab_mean_and_std_to_the_ring_s():
+    img, mask = _scene()
+    out = statistics(img, mask, ring=0.3)
+    ring = ring_mask(mask, 0.3)
+    assert ring.sum() > 50 and not (ring & mask).any()
+    got, want = rgb_to_lab(out[mask]), rgb_to_lab(img[ring])
+    np.testing.assert_allclose(got.mean(0), want.mean(0), atol=1.0)
+    np.testing.assert_allclose(got.std(0), want.std(0), rtol=0.1, atol=0.5)
+    before = np.abs(rgb_to_lab(img[mask]).mean(0) - want.mean(0)).max()
+    assert before > 30  # it did have a long way to go
+    # half strength goes half way
+    half = rgb_to_lab(statistics(img, mask, ring=0.3, strength=0.5)[mask]).mean(0)
+    np.testing.assert_allclose(half, (rgb_to_lab(img[mask]).mean(0) + want.mean(0)) / 2, atol=1.0)
+
+
+def test_ring_is_bounded_by_the_object_size_and_zero_means_the_whole_rest():
+    _, mask = _scene()
+    ring = ring_mask(mask, 0.2)  # 10 px object: a 2 px ring
+    assert ring.sum() == 14 * 14 - 100
+    assert np.array_equal(ring_mask(mask, 0), ~mask)
+
+
+@pytest.mark.parametrize("method", ["statistics", "rain", "none"])
+def test_pixels_outside_the_mask_are_untouched_bit_for_bit(method):
+    img, mask = _scene()
+    net = train_rain(img[None], img[None], mask[None], NetShape(width=4), TrainSettings(steps=2, batch_size=1),
+                     progress=False)[0]
+    out = harmonize(img, mask, method, net=net)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.array_equal(out[~mask], img[~mask])
+    if method == "none":
+        assert np.array_equal(out, img) and out is not img
+
+
+def test_empty_mask_and_mask_without_background_leave_the_image_alone():
+    img, _ = _scene()
+    assert np.array_equal(statistics(img, np.zeros((24, 24), bool)), img)
+    assert np.array_equal(statistics(img, np.ones((24, 24), bool)), img)
+
+
+def test_bad_method_and_rain_without_a_net_name_the_key():
+    img, mask = _scene()
+    with pytest.raises(KeyError, match=r"harmonize\.method must be one of statistics, rain, none, got 'reinhard'"):
+        harmonize(img, mask, "reinhard")
+    with pytest.raises(ValueError, match=r"harmonize\.method=rain needs a network"):
+        harmonize(img, mask, "rain")
+    data = dump_defaults()
+    data["harmonize"]["method"] = "reinhard"
+    with pytest.raises(ParamsError, match=r"harmonize\.method: Input should be 'statistics', 'rain' or 'none'"):
+        validate(data)
+
+
+def test_relit_pairs_differ_only_inside_the_mask_and_balanced_cover_every_combination():
+    comps, targets, masks, what = relit_pairs(0, KIND_TRAIN, 400, 32, balanced=True)
+    assert len(set(what)) == 8 * 5 * 5 and all(m.any() for m in masks)
+    assert all(np.array_equal(c[~m], t[~m]) for c, t, m in zip(comps, targets, masks))
+    err = delta_e(comps, targets, masks)
+    cross = np.array([a != b for _, a, b in what])
+    assert err[cross].mean() > err[~cross].mean() > 0  # another background's light is further off
+    again = relit_pairs(0, KIND_TRAIN, 5, 32)
+    assert np.array_equal(again[0], relit_pairs(0, KIND_TRAIN, 5, 32)[0])
+
+
+def test_rain_trains_and_round_trips_through_save_and_load_bit_identically(tmp_path):
+    comps, targets, masks, _ = relit_pairs(0, KIND_TRAIN, 12, 32)
+    net, losses = train_rain(comps, targets, masks, NetShape(width=4), TrainSettings(steps=4, batch_size=4),
+                             progress=False)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    moved = apply_rain(net, comps, masks)
+    assert not np.array_equal(moved, comps)  # it learned something, if only a little
+    save_harmonizer(net, tmp_path / "h")
+    again = load_harmonizer(tmp_path / "h")
+    assert again.shape == NetShape(width=4)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(net.state_dict().values(),
+                                                                    again.state_dict().values()))
+    assert np.array_equal(apply_rain(again, comps, masks), moved)
+
+
+def test_rain_handles_sides_that_are_not_a_multiple_of_four():
+    img, mask = _scene()
+    img, mask = img[:23, :21], mask[:23, :21]
+    net = train_rain(img[None], img[None], mask[None], NetShape(width=4), TrainSettings(steps=1, batch_size=1),
+                     progress=False)[0]
+    out = harmonize(img, mask, "rain", net=net)
+    assert out.shape == img.shape and np.array_equal(out[~mask], img[~mask])
+
+
+def test_same_seed_same_bytes(tmp_path):
+    img, mask = _scene()
+    assert statistics(img, mask).tobytes() == statistics(img.copy(), mask.copy()).tobytes()
+    cfg = Harmonize(**TINY)
+    a = train_harmonizer(cfg, tmp_path / "a", progress=False)
+    b = train_harmonizer(cfg, tmp_path / "b", progress=False)
+    assert a == b
+    for name in ("weights.safetensors", "config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    train_harmonizer(Harmonize(**{**TINY, "seed": 1}), tmp_path / "c", progress=False)
+    assert (tmp_path / "c" / "weights.safetensors").read_bytes() != (tmp_path / "a" / "weights.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("damage, culprit", [
+    (lambda d: (d / "weights.safetensors").write_bytes((d / "weights.safetensors").read_bytes()[:200]),
+     r"h/weights\.safetensors: not a whole safetensors file"),
+    (lambda d: (d / "weights.safetensors").unlink(), r"h/weights\.safetensors: missing"),
+    (lambda d: (d / "config.json").write_text("{width: 4"), r"h/config\.json: not valid JSON"),
+    (lambda d: (d / "config.json").write_text('{"depth": 3}'), r"h/config\.json: not a harmonizer config"),
+    (lambda d: (d / "config.json").write_text('{"width": 8}'), r"h/weights\.safetensors: does not fit config\.json"),
+])
+def test_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage, culprit):
+    img, mask = _scene()
+    net = train_rain(img[None], img[None], mask[None], NetShape(width=4), TrainSettings(steps=1, batch_size=1),
+                     progress=False)[0]
+    save_harmonizer(net, tmp_path / "h")
+    damage(tmp_path / "h")
+    with pytest.raises(DataError, match=culprit) as err:
+        load_harmonizer(tmp_path / "h")
+    assert "\n" not in str(err.value)
+
+
+def test_stage_trains_and_writes_model_and_metrics(tmp_path):
+    params = dump_defaults()
+    params["harmonize"].update(TINY, threads=1)
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, str(ROOT / "stages" / "train_harmonizer.py")], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    metrics = json.loads((tmp_path / "metrics" / "harmonizer.json").read_text())
+    assert metrics["val_delta_e_none"] > 0 and metrics["val_delta_e_rain"] > 0
+    assert load_harmonizer(tmp_path / "models" / "harmonizer").shape == NetShape(width=4)
+    params["harmonize"]["method"] = "reinhard"
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    bad = subprocess.run([sys.executable, str(ROOT / "stages" / "train_harmonizer.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "harmonize.method" in bad.stderr and "Traceback" not in bad.stderr
