@@ -9,6 +9,9 @@ of both), rain (the network in ``--model``), and a reference row that is no meth
 per-background lighting ratio (brightness x tint of target over source, without the per-image
 jitter) applied to the object, i.e. what knowing both backgrounds' lighting exactly buys.
 
+Writes the results as JSON, a markdown table beside it (.md) and a PNG of examples (.png: one
+pair per row, composite | statistics | rain | correctly lit target).
+
 Goal (issue 17): statistics and rain each at most half of none's error. Reported, not enforced.
 
     PYTHONPATH=src python benchmarks/harmonization.py                        # 600 pairs
@@ -18,16 +21,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from freemask.compose.colour import rgb_to_lab, to_uint8
 from freemask.compose.harmonize import KIND_BENCHMARK, delta_e, relit_pairs, statistics
 from freemask.compose.rain import apply_rain, load_harmonizer
-from freemask.io import write_json, write_text
+from freemask.io import write_bytes, write_json, write_text
 from freemask.params import load
 from freemask.world.spec import BACKGROUNDS, CLASSES, LIGHTING
 
@@ -56,6 +61,16 @@ def summary(outputs: np.ndarray, targets: np.ndarray, masks: np.ndarray, cross: 
             "ratio_to_none": round(float(de.mean()) / none, 4)}
 
 
+def examples(comps, stats, rain, targets, every: int = 27, n: int = 8) -> bytes:
+    """A PNG, one pair per row: composite | statistics | rain | correctly lit target (2x, nearest)."""
+    rows = [np.concatenate([comps[i], stats[i], rain[i], targets[i]], 1) for i in range(0, every * n, every)[:n]
+            if i < len(comps)]
+    grid = np.concatenate(rows, 0)
+    buf = io.BytesIO()
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def measure(model: str | Path, per_combo: int, seed: int, resolution: int, ring: float, strength: float) -> dict:
     n = per_combo * len(CLASSES) * len(BACKGROUNDS) ** 2
     comps, targets, masks, what = relit_pairs(seed, KIND_BENCHMARK, n, resolution, balanced=True)
@@ -65,8 +80,9 @@ def measure(model: str | Path, per_combo: int, seed: int, resolution: int, ring:
     t0 = time.perf_counter()
     rain = apply_rain(load_harmonizer(model), comps, masks)
     rain_s = time.perf_counter() - t0
+    default_stats = stats(ring, strength)
     methods = {"none": summary(comps, targets, masks, cross, none),
-               "statistics": summary(stats(ring, strength), targets, masks, cross, none),
+               "statistics": summary(default_stats, targets, masks, cross, none),
                "rain": summary(rain, targets, masks, cross, none)}
     for m in ("statistics", "rain"):
         methods[m]["meets_goal"] = methods[m]["ratio_to_none"] <= GOAL_RATIO
@@ -77,7 +93,8 @@ def measure(model: str | Path, per_combo: int, seed: int, resolution: int, ring:
                                  for r, s in SWEEP},
             "reference_true_lighting_ratio": summary(true_lighting_ratio(comps, masks, what), targets, masks, cross,
                                                      none),
-            "rain_seconds_per_image": round(rain_s / n, 6)}
+            "rain_seconds_per_image": round(rain_s / n, 6),
+            "examples_png": examples(comps, default_stats, rain, targets)}
 
 
 def markdown(r: dict) -> str:
@@ -87,10 +104,21 @@ def markdown(r: dict) -> str:
     lines = [f"# Harmonization benchmark ({r['date']})", "",
              f"{r['pairs']} held-out toy pairs at {r['resolution']} px ({r['same_background_pairs']} with the same "
              f"source and target background), model `{r['model']}`. Mean CIE76 Delta E inside the mask.", "",
+             f"Examples: `{Path(r['out']).with_suffix('.png').name}` (composite | statistics | rain | target).", "",
              "| method | Delta E | same bg | other bg | ratio to none |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {v['delta_e']} | {v['delta_e_same_background']} | {v['delta_e_other_background']} | "
               f"{v['ratio_to_none']} |" for name, v in rows]
     return "\n".join(lines) + "\n"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -103,9 +131,10 @@ def main() -> None:
     args = ap.parse_args()
     p = load(args.params)
     result = measure(args.model, args.per_combo, args.seed, p.world.resolution, p.harmonize.ring, p.harmonize.strength)
-    result.update(date=str(datetime.date.today()), machine=platform.processor() or platform.machine(),
+    result.update(date=str(datetime.date.today()), out=args.out, machine=cpu_name(),
                   command=f"PYTHONPATH=src python benchmarks/harmonization.py --per-combo {args.per_combo} "
                           f"--seed {args.seed} --model {args.model}")
+    write_bytes(Path(args.out).with_suffix(".png"), result.pop("examples_png"))
     write_json(args.out, result)
     write_text(Path(args.out).with_suffix(".md"), markdown(result))
     print(markdown(result))

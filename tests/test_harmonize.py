@@ -170,3 +170,22 @@ def test_stage_trains_and_writes_model_and_metrics(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "stages" / "train_harmonizer.py")], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "harmonize.method" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_benchmark_measures_every_method_on_every_combination(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("harmonization_bench", ROOT / "benchmarks" / "harmonization.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    comps, targets, masks, _ = relit_pairs(0, KIND_TRAIN, 8, 32)
+    save_harmonizer(train_rain(comps, targets, masks, NetShape(width=4), TrainSettings(steps=1, batch_size=4),
+                               progress=False)[0], tmp_path / "h")
+    r = bench.measure(tmp_path / "h", per_combo=1, seed=0, resolution=32, ring=0.25, strength=1.0)
+    assert r["pairs"] == 200 and r["same_background_pairs"] == 40
+    assert set(r["methods"]) == {"none", "statistics", "rain"} and r["methods"]["none"]["ratio_to_none"] == 1
+    assert len(r["statistics_sweep"]) == len(bench.SWEEP)
+    # knowing both backgrounds' lighting removes most of the error: the pairs are what they claim
+    assert r["reference_true_lighting_ratio"]["delta_e_other_background"] < 0.6 * r["methods"]["none"][
+        "delta_e_other_background"]
+    assert r["examples_png"][:8] == b"\x89PNG\r\n\x1a\n"

@@ -71,11 +71,10 @@ class RainNet(nn.Module):
 
     As RainNet's U-Net, each decoder level is conv -> RAIN -> ReLU, and its output is concatenated
     with the encoder's (unnormalised) features of the level it is upsampled to, so the object's own
-    colours reach the head; each decoder conv runs at the coarser side before the upsampling (a
-    quarter of the cost, docs/harmonization.md). The head predicts a per-pixel colour transform, a
-    gain and an offset per channel applied to the composite's [0, 1] values (as PCT-Net, Guerreiro
-    et al. 2023, predicts per-pixel affine colour transforms), zero-initialised: the untrained net
-    returns the composite.
+    colours reach the head; each decoder conv runs at the coarser side, before the upsampling. The
+    head predicts a per-pixel colour transform, a gain and an offset per channel applied to the
+    composite's [0, 1] values (as PCT-Net, Guerreiro et al. 2023, predicts per-pixel affine
+    colour transforms), zero-initialised: the untrained net returns the composite.
     """
 
     def __init__(self, shape: NetShape = NetShape()):
