@@ -236,3 +236,10 @@ def test_doctor_on_the_shipped_voc_profile_names_each_path_a_machine_lacks(monke
     assert "/models/stable-diffusion-v1-5 not found: put " in problems["generate.generator"]
     assert "/data/VOCdevkit/VOC2012 not found: put " in problems["data.root"]
     assert all(line.ok for line in lines if line.key == "profile.classes")  # the 20 classes are VOC's
+
+
+def test_a_profile_that_leaves_backbone_weights_out_gets_the_schemas_null(tmp_path):
+    params = _params("voc", "x", "x", "x")
+    del params["train"]["backbone_weights"]
+    [line] = [x for x in doctor.diagnose(_write(tmp_path / "voc", params)) if x.key == "train.backbone_weights"]
+    assert line.ok and "random weights" in line.text

@@ -208,7 +208,9 @@ def _classes(params: dict, folder: Path) -> list[Line]:
 
 def _backbone(params: dict, folder: Path) -> list[Line]:
     key = "train.backbone_weights"
-    value = _get(params, key, str, "a state dict file (safetensors, .bin, .pt) or null", allow_none=True)
+    # left out, it is null as in the params schema (freemask.params.Train)
+    value = _get(params, key, str, "a state dict file (safetensors, .bin, .pt) or null", allow_none=True,
+                 default=None)
     if value is None:
         return [Line(True, key, "not set: the backbone starts from random weights")]
     path = _path(folder, value)
