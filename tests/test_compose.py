@@ -75,12 +75,13 @@ def _write_sources(tmp_path):
 
 
 def _composed(tmp_path, mode, name, seed=0, allowed=None):
-    from freemask.compose.paste import compose_dataset
+    from freemask.compose.scenes import Tools, compose_dataset
     from freemask.data import shards
     from freemask.params import Compose
 
     cfg = Compose(mode=mode, n_images=40, max_objects=3, shard_size=16, seed=seed)
-    stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name, allowed)
+    stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name,
+                            Tools(("c1", "c2", "c3", "c4")), allowed)
     return stats, dict(shards.read_shards(tmp_path / name))
 
 
@@ -113,7 +114,8 @@ def test_composition_is_deterministic_per_seed(tmp_path):
 def test_same_background_without_a_matching_scene_names_the_backgrounds(tmp_path):
     import pytest
 
-    from freemask.compose.paste import Cutout, Scene, scene_pools
+    from freemask.compose.paste import Cutout
+    from freemask.compose.scenes import Scene, scene_pools
 
     c = Cutout("a", np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool), 1, np.zeros((1, 1), bool), "sky")
     with pytest.raises(ValueError, match=r"same_background.*scenes: \['road'\], objects: \['sky'\]"):

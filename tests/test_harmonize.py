@@ -78,13 +78,13 @@ def test_empty_mask_and_mask_without_background_leave_the_image_alone():
 
 def test_bad_method_and_rain_without_a_net_name_the_key():
     img, mask = _scene()
-    with pytest.raises(KeyError, match=r"harmonize\.method must be one of statistics, rain, none, got 'reinhard'"):
+    with pytest.raises(KeyError, match=r"compose\.harmonize must be one of statistics, rain, none, got 'reinhard'"):
         harmonize(img, mask, "reinhard")
-    with pytest.raises(ValueError, match=r"harmonize\.method=rain needs a network"):
+    with pytest.raises(ValueError, match=r"compose\.harmonize=rain needs a network"):
         harmonize(img, mask, "rain")
     data = dump_defaults()
-    data["harmonize"]["method"] = "reinhard"
-    with pytest.raises(ParamsError, match=r"harmonize\.method: Input should be 'statistics', 'rain' or 'none'"):
+    data["compose"]["harmonize"] = "reinhard"
+    with pytest.raises(ParamsError, match=r"compose\.harmonize: Input should be 'statistics', 'rain' or 'none'"):
         validate(data)
 
 
@@ -162,14 +162,16 @@ def test_stage_trains_and_writes_model_and_metrics(tmp_path):
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, str(ROOT / "stages" / "train_harmonizer.py")], cwd=tmp_path, env=env,
                    check=True, capture_output=True)
+    details = json.loads((tmp_path / "metrics" / "details" / "harmonizer.json").read_text())
+    assert details["val_delta_e_none"] > 0 and details["val_delta_e_rain"] > 0
     metrics = json.loads((tmp_path / "metrics" / "harmonizer.json").read_text())
-    assert metrics["val_delta_e_none"] > 0 and metrics["val_delta_e_rain"] > 0
+    assert metrics == {"val_ratio_rain_to_none": details["val_ratio_rain_to_none"]}
     assert load_harmonizer(tmp_path / "models" / "harmonizer").shape == NetShape(width=4)
-    params["harmonize"]["method"] = "reinhard"
+    params["harmonize"]["strength"] = 2
     (tmp_path / "params.yaml").write_text(json.dumps(params))
     bad = subprocess.run([sys.executable, str(ROOT / "stages" / "train_harmonizer.py")], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "harmonize.method" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "harmonize.strength" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_benchmark_measures_every_method_on_every_combination(tmp_path):

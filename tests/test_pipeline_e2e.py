@@ -16,7 +16,11 @@ TINY = {
     "world": {"generator_train_size": 64, "real_train_size": 24, "real_val_size": 12, "captions": 50, "shard_size": 32},
     "train_generator": {"steps": 3, "batch_size": 4, "channels": [8, 16, 16], "text_hidden": 16, "checkpoint_every": 2},
     "generate": {"per_class": 2, "scenes_per_background": 1, "steps": 2, "batch_size": 8, "shard_size": 8},
-    "compose": {"n_images": 10, "shard_size": 4},
+    # the whole editing path: learned placement, RAIN harmonization, occluded objects dropped
+    "compose": {"n_images": 10, "shard_size": 4, "placement": "learned", "harmonize": "rain", "max_overlap": 0.3,
+                "min_visible": 0.2},
+    "placement": {"canvas": 16, "width": 8, "features": 4, "n_scales": 6, "examples": 24, "positives": 4,
+                  "negatives": 4, "prior_samples": 10, "teacher_steps": 2, "steps": 3, "batch_size": 4, "val_scenes": 1},
     "train": {"steps": 4, "batch_size": 4, "eval_every": 2},
     "assess": {"classifier_steps": 3, "renders_per_class": 1, "mask_quality_per_class": 1},
     "affinity_net": {"steps": 3, "batch_size": 4},
@@ -33,7 +37,7 @@ def _run(args, cwd, env):
 
 @pytest.fixture
 def tiny_repo(tmp_path):
-    for item in ("dvc.yaml", "stages", "src", "metrics/spread.json"):  # the spread: a committed measurement
+    for item in ("dvc.yaml", "stages", "src", "metrics/spread.json", "metrics/ablations.json"):  # committed measurements
         src = ROOT / item
         (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)

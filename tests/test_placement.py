@@ -219,11 +219,11 @@ def test_the_prior_holds_the_class_s_own_statistics():
 
 
 def test_a_bad_mode_is_one_line_naming_the_key(tmp_path):
-    with pytest.raises(ValueError, match="placement.mode"):
+    with pytest.raises(ValueError, match="compose.placement"):
         propose("learnt", "car", np.zeros((32, 32, 3), np.uint8), None, np.random.default_rng(0))
     data = dump_defaults()
-    data["placement"]["mode"] = "learnt"
-    with pytest.raises(ParamsError, match="placement.mode"):
+    data["compose"]["placement"] = "learnt"
+    with pytest.raises(ParamsError, match="compose.placement"):
         validate(data)
     data = dump_defaults()
     data["placement"]["lambda_heatmap"] = 0.9
@@ -231,13 +231,13 @@ def test_a_bad_mode_is_one_line_naming_the_key(tmp_path):
         validate(data)
     # through the stage: one error line, exit status 2
     data = dump_defaults()
-    data["placement"]["mode"] = "learnt"
+    data["placement"]["selection"] = "best"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), FREEMASK_PARAMS=str(tmp_path / "params.yaml"))
     r = subprocess.run([sys.executable, str(ROOT / "stages/train_placement.py")], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     # params errors list each bad key on a line of its own under the one error line
-    assert r.returncode == 2 and r.stderr.startswith("error: ") and "\n  placement.mode: " in r.stderr, r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "\n  placement.selection: " in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "models").exists()
 
 

@@ -249,12 +249,29 @@ class Compose(_Section):
     min_size: float = Field(0.15, gt=0, le=1)
     max_size: float = Field(0.4, gt=0, le=1)
     shard_size: int = Field(500, gt=0)
+    # k objects per scene: weights of k = 1..max_objects (null: uniform)
+    k_weights: list[float] | None = None
+    # where and how large (freemask.compose.placement): learned (the train_placement network), prior
+    # (the classes' placement statistics), random (uniform, side in [min_size, max_size]: the ablation)
+    placement: Literal["learned", "prior", "random"] = "random"
+    max_overlap: float = Field(1.0, ge=0, le=1)  # largest box IoU of an object with one placed before it
+    # the pasted object's lighting (freemask.compose.harmonize): the train_harmonizer network,
+    # Lab statistics matching, or none
+    harmonize: Literal["statistics", "rain", "none"] = "none"
+    # an object left with less than this share of its pasted pixels visible is dropped (the scene is
+    # composed without it) or its visible pixels are labelled ignore (255)
+    min_visible: float = Field(0.0, ge=0, le=1)
+    occluded: Literal["drop", "ignore"] = "drop"
 
     @model_validator(mode="after")
     def _sizes_ordered(self):
         if self.min_size > self.max_size:
             raise ValueError(f"compose.min_size ({self.min_size}) must be <= compose.max_size ({self.max_size}): "
                              f"an object's side is drawn from [min_size, max_size]")
+        if self.k_weights is not None:
+            if len(self.k_weights) != self.max_objects or min(self.k_weights) < 0 or sum(self.k_weights) <= 0:
+                raise ValueError(f"compose.k_weights must be {self.max_objects} (compose.max_objects) non-negative "
+                                 f"weights of k = 1..{self.max_objects} with a positive sum, got {self.k_weights}")
         return self
 
 
@@ -265,9 +282,6 @@ class PlacementParams(_Section):
 
     seed: int = 0
     threads: int = Field(2, ge=1)
-    # learned: from the network's heatmap; prior: the class's placements as the renderer draws them;
-    # random: uniform position, side uniform in [compose.min_size, compose.max_size] (the ablation)
-    mode: Literal["learned", "prior", "random"] = "learned"
     selection: Literal["sample", "argmax"] = "sample"  # learned: a cell drawn by score, or the best one
     min_score: float = Field(0.5, ge=0, lt=1)  # learned, sample: only cells scoring at least this
     max_overlap: float = Field(0.3, ge=0, le=1)  # largest IoU of a new box with an already placed one
@@ -315,7 +329,6 @@ class Harmonize(_Section):
 
     seed: int = 0
     threads: int = Field(2, ge=1)
-    method: Literal["statistics", "rain", "none"] = "statistics"
     # statistics: the background ring is within ring x the object's bounding-box side of it (0: the
     # whole image outside the mask); strength 1 matches mean and std fully, 0 leaves the object as is
     ring: float = Field(0.25, ge=0)

@@ -1,5 +1,5 @@
 """Harmonization of pasted objects (paper §3.2): make an object pasted from one image look lit like
-the scene it joins. Methods (``harmonize.method``):
+the scene it joins. Methods (``compose.harmonize``):
 
 - ``statistics``: colour-statistics matching in CIE Lab (Reinhard et al. 2001, restricted to the
   object): inside the mask, each Lab channel's mean and standard deviation are moved toward those of
@@ -78,9 +78,9 @@ def harmonize(image: np.ndarray, mask: np.ndarray, method: str, net: RainNet | N
         return statistics(image, mask, ring, strength)
     if method == "rain":
         if net is None:
-            raise ValueError("harmonize.method=rain needs a network: load one with load_harmonizer(folder)")
+            raise ValueError("compose.harmonize=rain needs a network: load one with load_harmonizer(folder)")
         return apply_rain(net, image[None], mask[None])[0]
-    raise KeyError(f"harmonize.method must be one of {', '.join(METHODS)}, got {method!r}")
+    raise KeyError(f"compose.harmonize must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def _check(image: np.ndarray, mask: np.ndarray) -> None:

@@ -1,16 +1,9 @@
-"""Multi-object composition: cut generated objects out by their masks and paste them into scenes.
+"""Cutting generated objects out by their masks and pasting them into an image, in stacking order.
 
-Stacking order decides the label: a newer object overwrites the label pixels it covers, so masks
-stay consistent under occlusion. Pixels a mask rule left undecided (label 255, e.g. Dataset
-Diffusion's uncertainty band) travel with their object and stay 255 where it is pasted.
-
-Modes (``compose.mode``), all placing objects at random positions and sizes:
-- ``random`` (the ablation 'w/o thesaurus, w/o placement'): any object into any scene;
-- ``same_background``: an object joins only scenes of the background it was generated on (its
-  prompt's "... in/on the {background}"), so the pairing of objects and scenes is the one the
-  generate stage's plan chose;
-- ``thesaurus``: an object of class o joins a scene of background b when the Adaptive Matching
-  Thesaurus has R(o, b) above ``thesaurus.threshold``, whatever background it was generated on.
+A newer object overwrites the label pixels it covers, so masks stay consistent under occlusion.
+Pixels a mask rule left undecided (label 255, e.g. Dataset Diffusion's uncertainty band) travel
+with their object and stay 255 where it is pasted. Which objects join which scene, where, and
+how they are lit: :mod:`freemask.compose.scenes`.
 """
 from __future__ import annotations
 
@@ -18,12 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from ..data import shards
-from ..errors import DataError
 from ..metrics.segmentation import IGNORE_INDEX
-from ..params import Compose
 
 
 @dataclass(frozen=True)
@@ -63,12 +52,15 @@ def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.array(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
 
 
-def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: float, size: float) -> None:
+def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: float,
+          size: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Paste ``obj`` in place, its longer side ``size`` (fraction of the image), centred at (cx, cy).
 
     Parts falling outside the canvas are clipped. The object's pixels take its label; its undecided
     pixels are pasted too (they may be object) and take ``IGNORE_INDEX``, never the object's label.
-    Either way the pasted pixels overwrite the labels they cover (occlusion).
+    Either way the pasted pixels overwrite the labels they cover (occlusion). Returns (H, W) bool
+    maps of the pixels pasted and of those labelled as the object, and the object's area at that
+    size before clipping (pixels).
     """
     H, W = label.shape
     h, w = obj.mask.shape
@@ -84,81 +76,6 @@ def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: floa
     image[ys, xs][covered] = rgb[sub][covered]
     label[ys, xs][mm] = obj.label
     label[ys, xs][ii] = IGNORE_INDEX
-
-
-def _background(key: str, meta: dict, folder) -> str:
-    if "background" not in meta:
-        raise KeyError(f"sample {key!r} in {folder} has no 'background' in its meta.json")
-    return meta["background"]
-
-
-def load_cutouts(objects_dir) -> list[Cutout]:
-    cuts = [cut_out(k, m["image.png"], m["label.png"], _background(k, m["meta.json"], objects_dir))
-            for k, m in shards.read_shards(objects_dir)]
-    return [c for c in cuts if c is not None]
-
-
-def load_scenes(scenes_dir) -> list[Scene]:
-    return [Scene(k, _background(k, m["meta.json"], scenes_dir), m["image.png"]) for k, m in shards.read_shards(scenes_dir)]
-
-
-def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout],
-                cfg: Compose) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """1 to ``max_objects`` objects drawn uniformly from ``pool``, pasted in turn at random positions
-    with a side drawn from [``min_size``, ``max_size``]."""
-    image, label = scene.copy(), np.zeros(scene.shape[:2], np.uint8)
-    used = []
-    for _ in range(int(rng.integers(1, cfg.max_objects + 1))):
-        obj = pool[int(rng.integers(len(pool)))]
-        size = float(rng.uniform(cfg.min_size, cfg.max_size))
-        cx, cy = rng.uniform(size / 2, 1 - size / 2, 2)
-        paste(image, label, obj, float(cx), float(cy), size)
-        used.append(obj.key)
-    return image, label, used
-
-
-def scene_pools(mode: str, pool: list[Cutout], scenes: list[Scene],
-                allowed: dict[str, set[int]] | None = None) -> tuple[list[Scene], list[list[Cutout]]]:
-    """The scenes objects can be pasted into and, for each, the objects that may join it by ``mode``;
-    ``allowed`` (``thesaurus`` mode): background -> the labels of the classes that may join its
-    scenes. A scene no object may join is left out."""
-    if mode == "random":
-        return scenes, [pool] * len(scenes)
-    if mode == "same_background":
-        pools = [[c for c in pool if c.background == s.background] for s in scenes]
-    elif mode == "thesaurus":
-        if allowed is None:
-            raise ValueError("compose.mode=thesaurus needs the thesaurus's allowed classes per background")
-        pools = [[c for c in pool if c.label in allowed.get(s.background, set())] for s in scenes]
-    else:
-        raise KeyError(f"compose.mode must be random, same_background or thesaurus, got {mode!r}")
-    kept = [(s, p) for s, p in zip(scenes, pools) if p]
-    if not kept:
-        raise ValueError(f"compose.mode={mode}: no object may join any scene "
-                         f"(scenes: {sorted({s.background for s in scenes})}, objects: {sorted({c.background for c in pool})})")
-    return [s for s, _ in kept], [p for _, p in kept]
-
-
-def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir, allowed: dict[str, set[int]] | None = None) -> dict:
-    """``n_images`` composites in shards; ``allowed``: see :func:`scene_pools`."""
-    if cfg.min_size > cfg.max_size:
-        raise ValueError(f"compose.min_size ({cfg.min_size}) is larger than compose.max_size ({cfg.max_size})")
-    pool, all_scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
-    if not pool:
-        raise DataError(objects_dir, "no object with a non-empty mask (every generated mask is empty)")
-    if not all_scenes:
-        raise DataError(scenes_dir, "no scene")
-    scenes, pools = scene_pools(cfg.mode, pool, all_scenes, allowed)
-    size = cfg.shard_size
-    n_shards = (cfg.n_images + size - 1) // size
-    for s in tqdm(range(n_shards), desc="compose: shards"):
-        records = []
-        for i in range(s * size, min(cfg.n_images, (s + 1) * size)):
-            rng = np.random.default_rng([cfg.seed, i])
-            k = int(rng.integers(len(scenes)))
-            image, label, used = compose_one(rng, scenes[k].image, pools[k], cfg)
-            records.append((f"{i:07d}", {"image.png": image, "label.png": label,
-                                         "meta.json": {"scene": scenes[k].key, "objects": used}}))
-        shards.write_shard(f"{out_dir}/{shards.shard_name(s)}", records)
-    return {"images": cfg.n_images, "mode": cfg.mode, "object_pool": len(pool), "scenes": len(scenes),
-            "scenes_left_out": len(all_scenes) - len(scenes)}
+    pasted, labelled = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    pasted[ys, xs], labelled[ys, xs] = covered, mm
+    return pasted, labelled, int(m.sum())

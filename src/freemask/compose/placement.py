@@ -203,10 +203,10 @@ def propose(mode: str, cls: str, scene: np.ndarray, cutout: Cutout, rng: np.rand
     (compose's) by ``random``."""
     cfg = PlacementParams() if cfg is None else cfg
     if mode not in MODES:
-        raise ValueError(f"placement.mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ValueError(f"compose.placement must be one of {', '.join(MODES)}, got {mode!r}")
     placed = list(placed_boxes)
     if mode != "random" and model is None:
-        raise ValueError(f"placement.mode={mode} needs a trained placement model (the `train_placement` stage)")
+        raise ValueError(f"compose.placement={mode} needs a trained placement model (the `train_placement` stage)")
     if mode == "learned":
         return _learned(model, scene, cutout, rng, placed, cfg)
     for _ in range(cfg.max_tries):

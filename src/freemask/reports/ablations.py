@@ -1,0 +1,63 @@
+"""Table 5: the image-editing ablations, each a set of params overrides of the baseline commit, read
+back from the seed-spread groups (``freemask spread``) and laid out against the full pipeline."""
+from __future__ import annotations
+
+FULL = {"compose.mode": "thesaurus", "compose.placement": "learned", "compose.harmonize": "rain",
+        "compose.max_overlap": 0.3, "compose.min_visible": 0.2}
+
+# row name -> the params that differ from the baseline commit's (its own row: no overrides)
+TABLE5 = {
+    "full editing": FULL,
+    "w/o thesaurus (any object into any scene)": {**FULL, "compose.mode": "random"},
+    "placement: prior": {**FULL, "compose.placement": "prior"},
+    "placement: random": {**FULL, "compose.placement": "random"},
+    "harmonization: statistics": {**FULL, "compose.harmonize": "statistics"},
+    "harmonization: none": {**FULL, "compose.harmonize": "none"},
+    "baseline (defaults: by background, random placement, no harmonization)": {},
+}
+
+MIOU = "metrics/eval.json:val.synthetic_mIoU"
+BALLOON = "metrics/details/eval.json:val.synthetic.per_class.balloon"
+
+
+def queue_commands() -> list[str]:
+    """The ``dvc exp run --queue`` command of each row but the baseline's, over seeds 0-2."""
+    return [" ".join(["dvc exp run --queue", *(f"-S {k}={v}" for k, v in row.items()), "-S 'seed=range(0,3)'"])
+            for row in TABLE5.values() if row]
+
+
+def _row_group(groups: list[dict], overrides: dict) -> dict | None:
+    for g in groups:
+        if {k: v for k, v in g["params"].items()} == overrides:
+            return g
+    return None
+
+
+def _cell(s: dict | None) -> str:
+    return "–" if s is None else f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"
+
+
+def table5(groups: list[dict]) -> str:
+    """Markdown: a row per :data:`TABLE5` entry found among ``groups``, with its seeds, the val
+    synthetic-only mIoU and balloon IoU (%, mean ± sd), and the mIoU difference to the full row. A
+    difference counts as an effect only above twice the larger sd of the two rows; with a single
+    seed on either side there is no spread to judge it by."""
+    found = {name: _row_group(groups, o) for name, o in TABLE5.items()}
+    full = found["full editing"]
+    lines = ["| setting | seeds | val mIoU | balloon IoU | Δ mIoU vs full | beyond 2 sd |", "|---|---|---|---|---|---|"]
+    for name, g in found.items():
+        if g is None:
+            lines.append(f"| {name} | not run | – | – | – | – |")
+            continue
+        m, b = g["metrics"].get(MIOU), g["metrics"].get(BALLOON)
+        delta = judged = "–"
+        if full is not None and g is not full and m is not None:
+            f = full["metrics"][MIOU]
+            d = m["mean"] - f["mean"]
+            delta = f"{100 * d:+.1f}"
+            if min(m["n"], f["n"]) < 2:
+                judged = "n/a (one seed)"
+            else:
+                judged = "yes" if abs(d) > 2 * max(m["sd"], f["sd"]) else "no"
+        lines.append(f"| {name} | {', '.join(str(s) for s in g['seeds'])} | {_cell(m)} | {_cell(b)} | {delta} | {judged} |")
+    return "\n".join(lines) + "\n"
