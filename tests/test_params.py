@@ -127,3 +127,21 @@ def test_mask_quality_cannot_ask_for_more_samples_than_the_generate_stage_makes(
     data["assess"]["mask_quality_per_class"] = 61
     with pytest.raises(ParamsError, match=r"assess\.mask_quality_per_class: 61 samples .* makes 60 \(generate\.per_class\)"):
         validate(data)
+
+
+def test_params_rewritten_by_dvc_exp_run_set_still_validate(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml through DVC's YAML 1.2 dumper, which writes the
+    preposition 'on' unquoted; read as YAML 1.1 that is True and the toy profile fails validation."""
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    from freemask.params import load
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", path)
+    with modify_yaml(path) as data:
+        data["seed"] = 1
+    assert "grass: on" in path.read_text()  # the form that broke the experiments
+    p = load(path)
+    assert p.seed == 1 and p.profile.backgrounds["grass"] == "on"

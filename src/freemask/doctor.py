@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAMLError
 
 from .errors import DataError
+from .params import parse_yaml
 
 GIB = 2**30
 VRAM_SLACK_GB = 0.5
@@ -103,8 +104,8 @@ def diagnose(folder: str | Path) -> list[Line]:
     if not params_file.is_file():
         return [Line(False, "params", f"{params_file} not found: a profile is a folder with a params.yaml")]
     try:
-        params = yaml.safe_load(params_file.read_text())
-    except yaml.YAMLError as err:
+        params = parse_yaml(params_file.read_text())
+    except YAMLError as err:
         return [Line(False, "params", f"{params_file} is not valid YAML: {' '.join(str(err).split())}")]
     if not isinstance(params, dict):
         return [Line(False, "params", f"{params_file}: expected a mapping of sections, got {type(params).__name__}")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
+from ruamel.yaml import YAMLError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .world.spec import CLASSES, PREPOSITION
@@ -589,13 +589,21 @@ def validate(data: dict, source: str = "params") -> Params:
         raise ParamsError(_describe(err, source)) from None
 
 
+def parse_yaml(text: str):
+    """A params file's data, read as YAML 1.2, the way DVC reads and writes params.yaml: ``dvc exp
+    run -S`` writes ``on`` unquoted, which a YAML 1.1 reader (PyYAML) takes for True."""
+    from ruamel.yaml import YAML  # a dvc dependency
+
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
-    except yaml.YAMLError as err:  # one line: where, and what the parser expected
+    except YAMLError as err:  # one line: where, and what the parser expected
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = " ".join(str(getattr(err, "problem", None) or err).split())

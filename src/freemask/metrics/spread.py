@@ -19,9 +19,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 
 from ..io import read_json
+from ..params import parse_yaml
 
 # metrics file -> dotted keys (fnmatch patterns) that the spread covers and the check guards
 GUARDED = {
@@ -100,7 +100,7 @@ def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
         params = read("params.yaml")
         if params is None:
             raise SpreadError(f"{name} ({rev[:7]}): no params.yaml")
-        out.append({"name": name, "rev": rev, "params": flatten_params(yaml.safe_load(params) or {}),
+        out.append({"name": name, "rev": rev, "params": flatten_params(parse_yaml(params) or {}),
                     "metrics": guarded_metrics(read, f"{name} ({rev[:7]})")})
     return out
 
