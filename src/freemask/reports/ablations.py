@@ -13,6 +13,7 @@ TABLE5 = {
     "placement: random": {**FULL, "compose.placement": "random"},
     "harmonization: statistics": {**FULL, "compose.harmonize": "statistics"},
     "harmonization: none": {**FULL, "compose.harmonize": "none"},
+    "thesaurus only (random placement, no harmonization, nothing dropped)": {"compose.mode": "thesaurus"},
     "baseline (defaults: by background, random placement, no harmonization)": {},
 }
 
