@@ -28,8 +28,15 @@ def queue_commands() -> list[str]:
 
 
 def _row_group(groups: list[dict], overrides: dict) -> dict | None:
+    """The group whose params differ from the baseline commit's exactly by ``overrides``, less the
+    overrides that set a key to its default (the spread lists only the params that differ)."""
+    from ..metrics.spread import flatten_params
+    from ..params import dump_defaults
+
+    defaults = flatten_params(dump_defaults())
+    wanted = {k: v for k, v in overrides.items() if defaults.get(k) != v}
     for g in groups:
-        if {k: v for k, v in g["params"].items()} == overrides:
+        if g["params"] == wanted:
             return g
     return None
 
