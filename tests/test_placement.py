@@ -139,7 +139,8 @@ def test_the_model_folder_round_trips_bit_identically(trained, tmp_path):
     for part in ("config.json", "weights.safetensors", "prior.safetensors"):
         assert (tmp_path / "again" / part).read_bytes() == (path / part).read_bytes(), part
     ex = make_example(5, KIND_TRAIN, 1, TINY)
-    assert np.array_equal(model.heatmap(ex.scene, ex.cutout), load_placement(tmp_path / "again").heatmap(ex.scene, ex.cutout))
+    assert np.array_equal(model.heatmap(ex.scene, ex.cutout, ex.cls),
+                          load_placement(tmp_path / "again").heatmap(ex.scene, ex.cutout, ex.cls))
 
 
 def test_the_same_params_train_the_same_bytes(trained, tmp_path):
@@ -209,6 +210,23 @@ def test_proposals_are_deterministic_and_prior_and_random_keep_to_their_ranges(t
         assert all(wp.plausible_box(ex.cls, *p) for p in a)
     if mode == "random":
         assert all(0.15 <= p[2] <= 0.4 and p[2] / 2 <= p[0] <= 1 - p[2] / 2 for p in a)
+
+
+def test_a_class_conditioned_network_is_told_the_class_and_a_class_blind_one_is_not(trained, tmp_path):
+    model = load_placement(trained[0])
+    ex = make_example(9, KIND_TRAIN, 3, TINY)
+    assert model.net.shape.classes == tuple(CLASSES)  # TINY trains class-conditioned, the default
+    maps = {c: model.heatmap(ex.scene, ex.cutout, c) for c in ("ball", "balloon")}
+    assert not np.array_equal(maps["ball"], maps["balloon"])  # the same cut-out, told another class
+    with pytest.raises(KeyError, match="no class 'kite'"):
+        model.heatmap(ex.scene, ex.cutout, "kite")
+    with pytest.raises(ValueError, match="needs each cut-out's class"):
+        model.heatmap(ex.scene, ex.cutout)
+    blind = TINY.model_copy(update={"class_conditioned": False, "steps": 2, "teacher_steps": 2})
+    train_placement(blind, tmp_path / "blind", progress=False)
+    again = load_placement(tmp_path / "blind")
+    assert again.net.shape.classes == () and again.net.embed is None
+    assert np.array_equal(again.heatmap(ex.scene, ex.cutout, "ball"), again.heatmap(ex.scene, ex.cutout, "balloon"))
 
 
 def test_the_prior_holds_the_class_s_own_statistics():

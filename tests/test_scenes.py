@@ -165,6 +165,24 @@ def test_learned_and_prior_placements_in_toy_scenes_are_plausible(mode):
     assert judged[mode] >= 0.9 and judged["random"] < 0.5, judged
 
 
+@pytest.mark.skipif(not (ROOT / "models/placement/weights.safetensors").is_file(), reason="no trained placement model")
+def test_the_committed_model_puts_one_red_disc_on_the_ground_as_a_ball_and_in_the_sky_as_a_balloon():
+    """The look-alikes: the placement network is told the class, so the same cut-out goes where
+    the class it is pasted as belongs."""
+    from freemask.compose.placement import propose
+    from freemask.compose.train_placement import KIND_VAL, make_example
+    from freemask.params import PlacementParams
+
+    model, cfg = load_placement(ROOT / "models/placement"), PlacementParams()
+    ok = {"ball": [], "balloon": []}
+    for i in range(20):
+        ball = make_example(12, KIND_VAL, CLASSES.index("ball") + len(CLASSES) * i, cfg)
+        for told in ok:
+            p = propose("learned", told, ball.scene, ball.cutout, np.random.default_rng(i), model=model, cfg=cfg)
+            ok[told].append(p is not None and plausible_box(told, *p))
+    assert min(np.mean(v) for v in ok.values()) >= 0.9, {k: np.mean(v) for k, v in ok.items()}
+
+
 def test_load_tools_reads_only_the_models_the_modes_use(tmp_path):
     tools = load_tools(Compose(), ["a"], Tools(("a",)).placement, tmp_path / "none", tmp_path / "none")
     assert tools.placement_model is None and tools.harmonizer is None

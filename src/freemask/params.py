@@ -294,6 +294,7 @@ class PlacementParams(_Section):
     scale_min: float = Field(0.12, gt=0, lt=1)
     scale_max: float = Field(0.66, gt=0, le=1)
     n_scales: int = Field(24, ge=2)
+    class_conditioned: bool = True  # the networks are told the cut-out's class (docs/placement.md)
     # training data: per example, a scene, a cut-out, and this many placements of each label
     examples: int = Field(3000, gt=0)
     positives: int = Field(8, gt=0)

@@ -3,7 +3,8 @@
 :func:`propose` gives a box placement ``(cx, cy, side)`` -- the cut-out's bounding-box centre and
 longer side, fractions of the image, what :func:`freemask.compose.paste.paste` takes -- by mode:
 
-- ``learned``: a cell of the FOPA-style network's heatmap (``placement_net``). A cell's score is the
+- ``learned``: a cell of the FOPA-style network's heatmap (``placement_net``), told the class when
+  it was trained class-conditioned (``placement.class_conditioned``). A cell's score is the
   least heatmap value in its 3 x 3 x 3 neighbourhood (scale, y, x); the cell is drawn with
   probability proportional to it among the cells scoring at least ``min_score`` (or the best cell,
   ``selection=argmax``, or when none reaches ``min_score``);
@@ -115,13 +116,25 @@ class PlacementModel:
     net: PlacementNet
     prior: PlacementPrior
 
-    def heatmap(self, scene: np.ndarray, cutout: Cutout) -> np.ndarray:
+    def heatmap(self, scene: np.ndarray, cutout: Cutout, cls: str | None = None) -> np.ndarray:
         """(n_scales, grid, grid) scores in [0, 1] of box placements: scale k, centre ((j + .5) / grid,
-        (i + .5) / grid) at [k, i, j]."""
+        (i + .5) / grid) at [k, i, j]. A class-conditioned network needs the cut-out's class ``cls``."""
         c = self.net.shape.canvas
         with torch.no_grad():
-            _, logits = self.net(scene_input([scene], c), cutout_input([cutout], c))
+            _, logits = self.net(scene_input([scene], c), cutout_input([cutout], c), self.class_index([cls]))
         return torch.sigmoid(logits[0]).numpy()
+
+    def class_index(self, names: list[str | None]) -> torch.Tensor | None:
+        """Indices of ``names`` into the network's classes; None for a class-blind network."""
+        known = self.net.shape.classes
+        if not known:
+            return None
+        if any(n is None for n in names):
+            raise ValueError("this placement network is class-conditioned: it needs each cut-out's class")
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise KeyError(f"the placement network knows no class {bad[0]!r} (it knows {', '.join(known)})")
+        return torch.tensor([known.index(n) for n in names])
 
 
 def save_placement(model: PlacementModel, out_dir: str | Path) -> None:
@@ -145,6 +158,8 @@ def load_placement(path: str | Path) -> PlacementModel:
         if not (path / part).is_file():
             raise DataError(path / part, "missing from the placement model folder", hint)
     config = read_json(path / "config.json", hint)
+    if isinstance(config, dict) and isinstance(config.get("classes"), list):
+        config["classes"] = tuple(config["classes"])
     try:
         net = PlacementNet(NetShape(**config))
     except (TypeError, ValueError) as err:
@@ -166,9 +181,9 @@ def _fits(box: tuple[float, ...], placed: list[tuple[float, float, float, float]
     return all(iou(np.asarray(box), p) <= max_overlap for p in placed)
 
 
-def _learned(model: PlacementModel, scene: np.ndarray, cutout: Cutout, rng: np.random.Generator,
+def _learned(model: PlacementModel, cls: str, scene: np.ndarray, cutout: Cutout, rng: np.random.Generator,
              placed: list, cfg: PlacementParams) -> tuple[float, float, float] | None:
-    heat = model.heatmap(scene, cutout)
+    heat = model.heatmap(scene, cutout, cls)
     sides = model.net.shape.scales().numpy().astype(np.float64)
     centres = (np.arange(heat.shape[1]) + 0.5) / heat.shape[1]
     aw, ah = aspect(cutout)
@@ -208,7 +223,7 @@ def propose(mode: str, cls: str, scene: np.ndarray, cutout: Cutout, rng: np.rand
     if mode != "random" and model is None:
         raise ValueError(f"compose.placement={mode} needs a trained placement model (the `train_placement` stage)")
     if mode == "learned":
-        return _learned(model, scene, cutout, rng, placed, cfg)
+        return _learned(model, cls, scene, cutout, rng, placed, cfg)
     for _ in range(cfg.max_tries):
         if mode == "prior":
             cx, cy, side = model.prior.draw(rng, cls)

@@ -32,6 +32,7 @@ class NetShape:
     scale_min: float = 0.12  # the heatmap's box sides: n_scales from scale_min to scale_max, evenly in log
     scale_max: float = 0.66
     n_scales: int = 24
+    classes: tuple[str, ...] = ()  # the classes the networks are told (an embedding each); () = class-blind
 
     @property
     def grid(self) -> int:
@@ -55,9 +56,19 @@ def _with_coords(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, grid.expand(b, 2, h, w)], 1)
 
 
+def _class_code(embed: nn.Embedding | None, classes: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    if embed is None:
+        return None
+    if classes is None or classes.shape != (batch,):
+        raise ValueError(f"a class-conditioned placement network needs one class index per example (batch {batch})")
+    return embed(classes)
+
+
 class PlacementNet(nn.Module):
-    """(scene (B, 3, S, S), foreground (B, 4, S, S): RGB and mask) -> (F_out (B, D, K, G, G), heatmap
-    logits (B, K, G, G)); K scales, G = S / 2, all inputs in [-1, 1] (the mask in {0, 1})."""
+    """(scene (B, 3, S, S), foreground (B, 4, S, S): RGB and mask[, class indices (B,) into
+    ``shape.classes``]) -> (F_out (B, D, K, G, G), heatmap logits (B, K, G, G)); K scales, G = S / 2,
+    all inputs in [-1, 1] (the mask in {0, 1}). With ``shape.classes``, the class's embedding is added
+    to the foreground's pooled code."""
 
     def __init__(self, shape: NetShape = NetShape()):
         super().__init__()
@@ -73,13 +84,18 @@ class PlacementNet(nn.Module):
         self.dec2 = _block(2 * w + 2 * w + 2, 2 * w)
         self.out = nn.Conv2d(2 * w, k * d, 1)
         self.head = nn.Linear(d, 1)
+        self.embed = nn.Embedding(len(shape.classes), 4 * w) if shape.classes else None
 
-    def forward(self, scene: torch.Tensor, fg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, scene: torch.Tensor, fg: torch.Tensor, classes: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         b1 = self.bg1(_with_coords(scene))
         b2 = self.bg2(b1)
         b3 = self.bg3(b2)
         b4 = self.bg4(b3)
         f = self.fg(fg)  # (B, 4w, 1, 1)
+        code = _class_code(self.embed, classes, len(scene))
+        if code is not None:
+            f = f + code[:, :, None, None]
         x = self.fuse(_with_coords(torch.cat([b4, f.expand_as(b4)], 1)))
         x = F.interpolate(x, scale_factor=2, mode="nearest")
         x = self.dec3(_with_coords(torch.cat([x, b3, f.expand(-1, -1, *b3.shape[-2:])], 1)))
@@ -92,17 +108,24 @@ class PlacementNet(nn.Module):
 
 
 class CompositeEncoder(nn.Module):
-    """(composite (B, 3, S, S), pasted mask (B, 1, S, S)) -> (features (B, D), plausibility logit (B,))."""
+    """(composite (B, 3, S, S), pasted mask (B, 1, S, S)[, class indices (B,)]) -> (features (B, D),
+    plausibility logit (B,)). With ``shape.classes``, the class's embedding is added to the features."""
 
     def __init__(self, shape: NetShape = NetShape()):
         super().__init__()
+        self.shape = shape
         w, s = shape.width, shape.canvas // 8
         self.body = nn.Sequential(_block(4 + 2, w), _block(w, 2 * w, 2), _block(2 * w, 4 * w, 2),
                                   _block(4 * w, 4 * w, 2), nn.Flatten(), nn.Linear(4 * w * s * s, shape.features))
         self.classify = nn.Sequential(nn.ReLU(), nn.Linear(shape.features, 1))
+        self.embed = nn.Embedding(len(shape.classes), shape.features) if shape.classes else None
 
-    def forward(self, composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, composite: torch.Tensor, mask: torch.Tensor, classes: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.body(_with_coords(torch.cat([composite, mask], 1)))
+        code = _class_code(self.embed, classes, len(composite))
+        if code is not None:
+            feats = feats + code
         return feats, self.classify(feats).squeeze(-1)
 
 

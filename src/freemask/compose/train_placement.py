@@ -43,7 +43,8 @@ _KIND_EVAL = 3
 
 def net_shape(cfg: PlacementParams) -> NetShape:
     return NetShape(canvas=cfg.canvas, width=cfg.width, features=cfg.features, scale_min=cfg.scale_min,
-                    scale_max=cfg.scale_max, n_scales=cfg.n_scales)
+                    scale_max=cfg.scale_max, n_scales=cfg.n_scales,
+                    classes=tuple(CLASSES) if cfg.class_conditioned else ())
 
 
 @dataclass(frozen=True)
@@ -87,26 +88,31 @@ def composite(ex: Example, placement) -> tuple[np.ndarray, np.ndarray]:
     return image, label == ex.cutout.label
 
 
-def _composite_batch(examples: list[Example], pairs) -> tuple[torch.Tensor, torch.Tensor]:
+def _class_index(shape: NetShape, examples: list[Example]) -> torch.Tensor | None:
+    return torch.tensor([shape.classes.index(e.cls) for e in examples]) if shape.classes else None
+
+
+def _composite_batch(examples: list[Example], pairs, shape: NetShape
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     made = [composite(examples[i], examples[i].placements[j]) for i, j in pairs]
     images = torch.from_numpy(np.stack([m[0] for m in made])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     masks = torch.from_numpy(np.stack([m[1] for m in made])).float()[:, None]
-    return images, masks
+    return images, masks, _class_index(shape, [examples[i] for i, _ in pairs])
 
 
 def train_teacher(examples: list[Example], cfg: PlacementParams, progress: bool) -> tuple[CompositeEncoder, float]:
     """The composite encoder, and its accuracy over the last 50 steps' batches."""
     torch.manual_seed(cfg.seed)
-    teacher = CompositeEncoder(net_shape(cfg))
+    shape = net_shape(cfg)
+    teacher = CompositeEncoder(shape)
     opt = torch.optim.AdamW(teacher.parameters(), lr=cfg.lr)
     rng = np.random.default_rng([cfg.seed, 11])
     n_place, hits = len(examples[0].labels), []
     for _ in tqdm(range(cfg.teacher_steps), desc="train_placement: teacher", disable=not progress):
         idx = rng.choice(len(examples), size=min(2 * cfg.batch_size, len(examples)), replace=False)
         pairs = [(int(i), int(rng.integers(n_place))) for i in idx]
-        images, masks = _composite_batch(examples, pairs)
         y = torch.tensor([examples[i].labels[j] for i, j in pairs])
-        _, logit = teacher(images, masks)
+        _, logit = teacher(*_composite_batch(examples, pairs, shape))
         loss = F.binary_cross_entropy_with_logits(logit, y)
         opt.zero_grad()
         loss.backward()
@@ -121,7 +127,7 @@ def teacher_features(teacher: CompositeEncoder, examples: list[Example], chunk: 
     out = []
     with torch.no_grad():
         for s in range(0, len(pairs), chunk):
-            out.append(teacher(*_composite_batch(examples, pairs[s:s + chunk]))[0])
+            out.append(teacher(*_composite_batch(examples, pairs[s:s + chunk], teacher.shape))[0])
     return torch.cat(out).reshape(len(examples), len(examples[0].labels), -1)
 
 
@@ -136,6 +142,7 @@ def train_net(examples: list[Example], f_com: torch.Tensor, cfg: PlacementParams
     scenes = scene_input([e.scene for e in examples], cfg.canvas)
     fgs = cutout_input([e.cutout for e in examples], cfg.canvas)
     places = torch.from_numpy(np.stack([e.placements for e in examples])).float()
+    classes = _class_index(shape, examples)
     labels = torch.from_numpy(np.stack([e.labels for e in examples]))
     aspects = torch.tensor([[m.shape[1] / max(m.shape), m.shape[0] / max(m.shape)]
                             for m in (e.cutout.mask for e in examples)])
@@ -149,7 +156,7 @@ def train_net(examples: list[Example], f_com: torch.Tensor, cfg: PlacementParams
         sc = torch.where(flip[:, None, None, None], sc.flip(-1), sc)
         fg = torch.where(flip[:, None, None, None], fg.flip(-1), fg)
         pl[..., 0] = torch.where(flip[:, None], 1 - pl[..., 0], pl[..., 0])
-        feats, logits = net(sc, fg)
+        feats, logits = net(sc, fg, None if classes is None else classes[idx])
         scores = sample_at(torch.sigmoid(logits)[:, None], pl, shape)[..., 0]
         l_heat = heatmap_loss(scores, labels[idx])
         l_sem = semantic_loss(sample_at(feats, pl, shape), f_com[idx])
