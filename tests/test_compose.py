@@ -29,6 +29,11 @@ def test_paste_clips_at_the_border():
     image, label = np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20), np.uint8)
     paste(image, label, _object(2), 0.0, 0.0, 0.4)
     assert (label == 2).sum() == 16 and label[:4, :4].all()
+    for cx, cy in ((1.3, 0.5), (0.5, -0.3)):  # wholly outside: nothing changes, nothing breaks
+        before = image.copy(), label.copy()
+        pasted, labelled, area = paste(image, label, _object(7), cx, cy, 0.4)
+        assert not pasted.any() and not labelled.any() and area == 64
+        assert np.array_equal(image, before[0]) and np.array_equal(label, before[1])
 
 
 def test_undecided_pixels_are_pasted_as_ignore_never_as_object():

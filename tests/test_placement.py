@@ -268,3 +268,71 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path):
     assert set(out["modes"]) == set(MODES)
     for mode in MODES:
         assert len(out["modes"][mode]["per_seed"]) == 2 and not math.isnan(out["modes"][mode]["mean"])
+
+
+# -- placements harvested from generated images (placement.source: generated) -----------------------
+
+def _generated(tmp_path, n=10):
+    """Objects of two non-toy classes as the generate stage writes them: 'kite' high in its 32 x 32
+    image (box centre y 0.25, side 0.25), 'dog' low (centre y 0.75, side 0.375); scenes of two
+    backgrounds."""
+    from freemask.data import shards
+
+    def obj(value, top, size, bg):
+        img, lab = np.full((32, 32, 3), 90, np.uint8), np.zeros((32, 32), np.uint8)
+        img[top:top + size, 4:4 + size], lab[top:top + size, 4:4 + size] = 40 * value, value
+        return {"image.png": img, "label.png": lab, "meta.json": {"background": "sky" if value == 1 else "grass"}}
+
+    objs = [(f"o{i}", obj(1, 4, 8, "sky") if i % 2 else obj(2, 18, 12, "grass")) for i in range(n)]
+    shards.write_shard(tmp_path / "objects" / shards.shard_name(0), objs)
+    shards.write_shard(tmp_path / "scenes" / shards.shard_name(0),
+                       [(f"{bg}_{j}", {"image.png": np.full((32, 32, 3), shade + j, np.uint8), "meta.json": {"background": bg}})
+                        for bg, shade in (("sky", 200), ("grass", 60)) for j in range(3)])
+    return (tmp_path / "objects", tmp_path / "scenes")
+
+
+def test_harvest_reads_each_generated_object_s_own_box_and_holds_some_out(tmp_path):
+    from freemask.compose.train_placement import harvest
+
+    h = harvest(*_generated(tmp_path), ("kite", "dog"), TINY.model_copy(update={"val_every": 5}))
+    assert len(h.cutouts) == 10 and np.flatnonzero(h.val).tolist() == [8, 9]  # each class's 5th
+    kite, dog = h.placements[h.of("kite")], h.placements[h.of("dog")]
+    assert np.allclose(kite, [8 / 32, 8 / 32, 8 / 32]) and np.allclose(dog, [10 / 32, 24 / 32, 12 / 32])
+    assert {c.background for c in h.cutouts} == {"sky", "grass"} and len(h.scenes) == 6
+    with pytest.raises(DataError, match="no generated object of cat"):
+        harvest(*_generated(tmp_path / "again"), ("kite", "dog", "cat"), TINY)
+
+
+def test_generated_examples_label_the_harvested_support_1_and_the_rest_0(tmp_path):
+    from freemask.compose.train_placement import KIND_VAL, harvest, in_support, make_generated_example
+
+    classes = ("kite", "dog")
+    cfg = TINY.model_copy(update={"canvas": 32, "positives": 6, "negatives": 8})
+    h = harvest(*_generated(tmp_path), classes, cfg)
+    for i in range(6):
+        ex = make_generated_example(h, 0, KIND_VAL if i % 2 else KIND_TRAIN, i, cfg, classes)
+        assert ex.cls == classes[i % 2] and ex.scene.shape == (32, 32, 3)
+        support = in_support(ex.placements, h.placements[h.of(ex.cls)], cfg)
+        assert support.tolist() == [bool(v) for v in ex.labels]  # every positive in, every negative out
+        assert ex.labels.sum() == 6
+    # a held-out example's cut-out is never one the statistics came from
+    ex = make_generated_example(h, 0, KIND_VAL, 0, cfg, classes)
+    assert any(ex.cutout is h.cutouts[j] for j in h.of("kite", val=True))
+
+
+def test_train_placement_on_generated_images_serves_a_profile_s_own_classes(tmp_path):
+    from freemask.compose.scenes import load_tools
+    from freemask.params import Compose
+
+    classes = ("kite", "dog")
+    cfg = TINY.model_copy(update={"source": "generated", "canvas": 32})
+    summary = train_placement(cfg, tmp_path / "model", classes=classes, generated=_generated(tmp_path), progress=False)
+    assert "val" not in summary and set(summary["val_support"]) == set(MODES)  # no world to judge by
+    assert summary["val_support"]["prior"]["plausibility"] == 1.0  # the harvested placements themselves
+    model = load_placement(tmp_path / "model")
+    assert model.net.shape.classes == classes and set(model.prior.placements) == set(classes)
+    assert load_tools(Compose(placement="learned"), list(classes), cfg, tmp_path / "model", tmp_path / "none").placement_model
+    with pytest.raises(DataError, match="knows no cat"):
+        load_tools(Compose(placement="learned"), ["kite", "cat"], cfg, tmp_path / "model", tmp_path / "none")
+    with pytest.raises(ParamsError, match="placement.source"):
+        train_placement(TINY, tmp_path / "m2", classes=classes, progress=False)

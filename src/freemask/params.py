@@ -295,7 +295,11 @@ class PlacementParams(_Section):
     scale_max: float = Field(0.66, gt=0, le=1)
     n_scales: int = Field(24, ge=2)
     class_conditioned: bool = True  # the networks are told the cut-out's class (docs/placement.md)
-    # training data: per example, a scene, a cut-out, and this many placements of each label
+    # training data: the toy world's renderer, or the generate stage's own images (any profile)
+    source: Literal["renderer", "generated"] = "renderer"
+    val_every: int = Field(5, ge=2)  # generated: one object in this many held out
+    support_height: float = Field(0.08, gt=0, lt=1)  # generated: a placement is in a class's support when a
+    support_size: float = Field(1.25, gt=1)  # harvested one is this close in centre height and side ratio: per example, a scene, a cut-out, and this many placements of each label
     examples: int = Field(3000, gt=0)
     positives: int = Field(8, gt=0)
     negatives: int = Field(8, gt=0)

@@ -25,13 +25,6 @@ class Cutout:
     background: str | None = None  # the background of the prompt the object was generated with
 
 
-@dataclass(frozen=True)
-class Scene:
-    key: str
-    background: str
-    image: np.ndarray  # (H, W, 3) uint8
-
-
 def cut_out(key: str, image: np.ndarray, label: np.ndarray, background: str | None = None) -> Cutout | None:
     """The crop around the object and its undecided (``IGNORE_INDEX``) pixels; None when no pixel
     is surely the object."""
@@ -70,12 +63,14 @@ def paste(image: np.ndarray, label: np.ndarray, obj: Cutout, cx: float, cy: floa
     m, ign = _resize_mask(obj.mask, (nw, nh)), _resize_mask(obj.ignore, (nw, nh))
     top, left = int(round(cy * H - nh / 2)), int(round(cx * W - nw / 2))
     ys, xs = slice(max(0, top), min(H, top + nh)), slice(max(0, left), min(W, left + nw))
+    pasted, labelled = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    if ys.start >= ys.stop or xs.start >= xs.stop:  # wholly outside the canvas
+        return pasted, labelled, int(m.sum())
     sub = (slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
     mm, ii = m[sub], ign[sub] & ~m[sub]
     covered = mm | ii
     image[ys, xs][covered] = rgb[sub][covered]
     label[ys, xs][mm] = obj.label
     label[ys, xs][ii] = IGNORE_INDEX
-    pasted, labelled = np.zeros((H, W), bool), np.zeros((H, W), bool)
     pasted[ys, xs], labelled[ys, xs] = covered, mm
     return pasted, labelled, int(m.sum())

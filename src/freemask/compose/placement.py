@@ -169,10 +169,11 @@ def load_placement(path: str | Path) -> PlacementModel:
     except RuntimeError as err:  # other keys or shapes than config.json's network has
         raise DataError(path / "weights.safetensors", f"does not fit config.json ({reason(err)})", hint) from None
     prior = load_safetensors(path / "prior.safetensors", hint)
+    classes = list(net.shape.classes) or sorted(prior)
     bad = [k for k, v in prior.items() if v.ndim != 2 or v.shape[1] != 3 or not len(v)]
-    if bad or set(prior) != set(CLASSES):
-        raise DataError(path / "prior.safetensors", f"not the (n, 3) placements of every class {list(CLASSES)}", hint)
-    return PlacementModel(net.eval(), PlacementPrior({k: prior[k].numpy() for k in CLASSES}))
+    if bad or not prior or set(prior) != set(classes):
+        raise DataError(path / "prior.safetensors", f"not the (n, 3) placements of every class {classes}", hint)
+    return PlacementModel(net.eval(), PlacementPrior({k: prior[k].numpy() for k in classes}))
 
 
 # -- proposing -------------------------------------------------------------------------------------

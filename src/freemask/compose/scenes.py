@@ -165,11 +165,12 @@ def load_tools(cfg: Compose, classes: list[str], placement: PlacementParams, pla
     """The :class:`Tools` ``cfg`` needs: the placement model only for ``learned`` / ``prior``, the
     harmonization network only for ``rain``."""
     model = load_placement(placement_dir) if cfg.placement in ("learned", "prior") else None
-    if model is not None and cfg.placement == "prior":
-        unknown = sorted(set(classes) - set(model.prior.placements))
+    if model is not None:
+        known = model.prior.placements if cfg.placement == "prior" else (model.net.shape.classes or classes)
+        unknown = [c for c in classes if c not in known]
         if unknown:
-            raise DataError(placement_dir, f"has no placement statistics for {', '.join(unknown)} "
-                            f"(compose.placement=prior needs every class of the profile)")
+            raise DataError(placement_dir, f"knows no {', '.join(unknown)} (compose.placement={cfg.placement} needs "
+                            f"every class of the profile)", "re-run the `train_placement` stage for this profile")
     net = load_harmonizer(harmonizer_dir) if cfg.harmonize == "rain" else None
     return Tools(tuple(classes), placement, model, net, ring, strength)
 
