@@ -297,9 +297,10 @@ class PlacementParams(_Section):
     class_conditioned: bool = True  # the networks are told the cut-out's class (docs/placement.md)
     # training data: the toy world's renderer, or the generate stage's own images (any profile)
     source: Literal["renderer", "generated"] = "renderer"
-    val_every: int = Field(5, ge=2)  # generated: one object in this many held out
+    val_every: int = Field(5, ge=2)  # generated: every val_every-th object of a class held out
     support_height: float = Field(0.08, gt=0, lt=1)  # generated: a placement is in a class's support when a
-    support_size: float = Field(1.25, gt=1)  # harvested one is this close in centre height and side ratio: per example, a scene, a cut-out, and this many placements of each label
+    support_size: float = Field(1.25, gt=1)  # harvested one is this close in centre height and side ratio
+    # per example, a scene, a cut-out, and this many placements of each label
     examples: int = Field(3000, gt=0)
     positives: int = Field(8, gt=0)
     negatives: int = Field(8, gt=0)
