@@ -121,20 +121,8 @@ class PlacementModel:
         (i + .5) / grid) at [k, i, j]. A class-conditioned network needs the cut-out's class ``cls``."""
         c = self.net.shape.canvas
         with torch.no_grad():
-            _, logits = self.net(scene_input([scene], c), cutout_input([cutout], c), self.class_index([cls]))
+            _, logits = self.net(scene_input([scene], c), cutout_input([cutout], c), self.net.shape.class_index([cls]))
         return torch.sigmoid(logits[0]).numpy()
-
-    def class_index(self, names: list[str | None]) -> torch.Tensor | None:
-        """Indices of ``names`` into the network's classes; None for a class-blind network."""
-        known = self.net.shape.classes
-        if not known:
-            return None
-        if any(n is None for n in names):
-            raise ValueError("this placement network is class-conditioned: it needs each cut-out's class")
-        bad = [n for n in names if n not in known]
-        if bad:
-            raise KeyError(f"the placement network knows no class {bad[0]!r} (it knows {', '.join(known)})")
-        return torch.tensor([known.index(n) for n in names])
 
 
 def save_placement(model: PlacementModel, out_dir: str | Path) -> None:

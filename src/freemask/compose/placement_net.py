@@ -34,6 +34,17 @@ class NetShape:
     n_scales: int = 24
     classes: tuple[str, ...] = ()  # the classes the networks are told (an embedding each); () = class-blind
 
+    def class_index(self, names: list[str | None]) -> torch.Tensor | None:
+        """Indices of ``names`` into ``classes``; None for a class-blind network."""
+        if not self.classes:
+            return None
+        if any(n is None for n in names):
+            raise ValueError("this placement network is class-conditioned: it needs each cut-out's class")
+        bad = [n for n in names if n not in self.classes]
+        if bad:
+            raise KeyError(f"the placement network knows no class {bad[0]!r} (it knows {', '.join(self.classes)})")
+        return torch.tensor([self.classes.index(n) for n in names])
+
     @property
     def grid(self) -> int:
         return self.canvas // 2

@@ -47,7 +47,7 @@ from ..world.spec import BACKGROUNDS, CLASSES, background_distribution
 from .paste import Cutout, cut_out, paste
 from .placement import (MODES, PlacementModel, PlacementPrior, box_of, cutout_input, propose, save_placement,
                         scene_input)
-from .scenes import Scene, load_scenes
+from .scenes import Scene, _background, load_scenes
 from .placement_net import (CompositeEncoder, NetShape, PlacementNet, boxes, heatmap_loss, sample_at,
                             semantic_loss, soft_placement, spatial_loss)
 
@@ -120,7 +120,7 @@ def harvest(objects_dir: str | Path, scenes_dir: str | Path, classes: tuple[str,
     cuts, places, names = [], [], []
     for key, m in shards.read_shards(objects_dir):
         label, meta = m["label.png"], m["meta.json"]
-        cut = cut_out(key, m["image.png"], label, meta.get("background"))
+        cut = cut_out(key, m["image.png"], label, _background(key, meta, objects_dir))
         if cut is None:
             continue
         if not 1 <= cut.label <= len(classes):
@@ -183,7 +183,7 @@ def make_generated_example(h: Harvest, seed: int, kind: int, i: int, cfg: Placem
     if not len(own):
         own = h.of(cls)
     cut = h.cutouts[int(own[rng.integers(len(own))])]
-    backgrounds = {h.cutouts[j].background for j in h.of(cls)} | {h.cutouts[j].background for j in h.of(cls, True)}
+    backgrounds = {c.background for c, name in zip(h.cutouts, h.classes) if name == cls}
     pool = [s for s in h.scenes if s.background in backgrounds] or h.scenes
     scene = pool[int(rng.integers(len(pool)))].image
     if scene.shape[:2] != (cfg.canvas, cfg.canvas):
@@ -199,17 +199,18 @@ def generated_plausibility(model: PlacementModel, h: Harvest, cfg: PlacementPara
                            per_class: int, min_size: float, max_size: float, modes=MODES) -> dict:
     """Per mode, the share of placements of held-out cut-outs into generated scenes that lie in the
     class's harvested support (:func:`in_support`), overall and per class."""
-    out = {}
-    for mode in modes:
-        ok = {c: [] for c in classes}
+    def props(mode: str) -> list[tuple[str, tuple | None]]:
+        out = []
         for i in range(per_class * len(classes)):
             ex = make_generated_example(h, cfg.seed, KIND_VAL, i, cfg, classes)
-            p = propose(mode, ex.cls, ex.scene, ex.cutout, np.random.default_rng([cfg.seed, _KIND_EVAL, i]),
-                        model=model, cfg=cfg, min_size=min_size, max_size=max_size)
-            ok[ex.cls].append(p is not None and bool(in_support(np.array([p]), h.placements[h.of(ex.cls)], cfg)[0]))
-        out[mode] = {"plausibility": round(float(np.mean(sum(ok.values(), []))), 4),
-                     "per_class": {c: round(float(np.mean(v)), 4) for c, v in ok.items()}}
-    return out
+            out.append((ex.cls, propose(mode, ex.cls, ex.scene, ex.cutout, np.random.default_rng([cfg.seed, _KIND_EVAL, i]),
+                                        model=model, cfg=cfg, min_size=min_size, max_size=max_size)))
+        return out
+
+    def judge(cls: str, p: tuple) -> bool:
+        return in_support(np.array([p]), h.placements[h.of(cls)], cfg)[0]
+
+    return {mode: plausibility(props(mode), judge=judge, classes=classes) for mode in modes}
 
 
 def composite(ex: Example, placement) -> tuple[np.ndarray, np.ndarray]:
@@ -219,16 +220,12 @@ def composite(ex: Example, placement) -> tuple[np.ndarray, np.ndarray]:
     return image, label == ex.cutout.label
 
 
-def _class_index(shape: NetShape, examples: list[Example]) -> torch.Tensor | None:
-    return torch.tensor([shape.classes.index(e.cls) for e in examples]) if shape.classes else None
-
-
 def _composite_batch(examples: list[Example], pairs, shape: NetShape
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     made = [composite(examples[i], examples[i].placements[j]) for i, j in pairs]
     images = torch.from_numpy(np.stack([m[0] for m in made])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     masks = torch.from_numpy(np.stack([m[1] for m in made])).float()[:, None]
-    return images, masks, _class_index(shape, [examples[i] for i, _ in pairs])
+    return images, masks, shape.class_index([examples[i].cls for i, _ in pairs])
 
 
 def train_teacher(examples: list[Example], cfg: PlacementParams, progress: bool, classes: tuple[str, ...] = CLASSES
@@ -274,7 +271,7 @@ def train_net(examples: list[Example], f_com: torch.Tensor, cfg: PlacementParams
     scenes = scene_input([e.scene for e in examples], cfg.canvas)
     fgs = cutout_input([e.cutout for e in examples], cfg.canvas)
     places = torch.from_numpy(np.stack([e.placements for e in examples])).float()
-    classes = _class_index(shape, examples)
+    class_idx = shape.class_index([e.cls for e in examples])
     labels = torch.from_numpy(np.stack([e.labels for e in examples]))
     aspects = torch.tensor([[m.shape[1] / max(m.shape), m.shape[0] / max(m.shape)]
                             for m in (e.cutout.mask for e in examples)])
@@ -288,7 +285,7 @@ def train_net(examples: list[Example], f_com: torch.Tensor, cfg: PlacementParams
         sc = torch.where(flip[:, None, None, None], sc.flip(-1), sc)
         fg = torch.where(flip[:, None, None, None], fg.flip(-1), fg)
         pl[..., 0] = torch.where(flip[:, None], 1 - pl[..., 0], pl[..., 0])
-        feats, logits = net(sc, fg, None if classes is None else classes[idx])
+        feats, logits = net(sc, fg, None if class_idx is None else class_idx[idx])
         scores = sample_at(torch.sigmoid(logits)[:, None], pl, shape)[..., 0]
         l_heat = heatmap_loss(scores, labels[idx])
         l_sem = semantic_loss(sample_at(feats, pl, shape), f_com[idx])
@@ -323,13 +320,16 @@ def proposals(model: PlacementModel, cfg: PlacementParams, seed: int, per_class:
     return out
 
 
-def plausibility(props: list[tuple[str, tuple | None]], tolerance: float = 0.0) -> dict:
-    """The share of placements the world's prior accepts (a None counts as refused), overall and per class."""
-    ok = {c: [] for c in CLASSES}
+def plausibility(props: list[tuple[str, tuple | None]], tolerance: float = 0.0, judge=None,
+                 classes: tuple[str, ...] = CLASSES) -> dict:
+    """The share of placements ``judge(cls, placement)`` accepts (default: the world's prior, within
+    ``tolerance``; a None counts as refused), overall and per class."""
+    judge = judge or (lambda cls, p: plausible_box(cls, *p, tolerance))
+    ok = {c: [] for c in classes}
     for cls, p in props:
-        ok[cls].append(p is not None and plausible_box(cls, *p, tolerance))
-    return {"plausibility": round(float(np.mean([v for c in CLASSES for v in ok[c]])), 4),
-            "per_class": {c: round(float(np.mean(ok[c])), 4) for c in CLASSES if ok[c]}}
+        ok[cls].append(p is not None and bool(judge(cls, p)))
+    return {"plausibility": round(float(np.mean([v for c in classes for v in ok[c]])), 4),
+            "per_class": {c: round(float(np.mean(ok[c])), 4) for c in classes if ok[c]}}
 
 
 def evaluate(model: PlacementModel, cfg: PlacementParams, seed: int, per_class: int, min_size: float,
