@@ -19,8 +19,7 @@ def main(p):
             allowed = allowed_labels(read_csv(THESAURUS), classes, p.thesaurus.threshold)
         except ValueError as err:
             raise DataError(THESAURUS, str(err), hint="re-run the `thesaurus` stage for the profile's classes") from None
-    tools = load_tools(p.compose, classes, p.placement, "models/placement", "models/harmonizer",
-                       p.harmonize.ring, p.harmonize.strength)
+    tools = load_tools(p.compose, classes, p.placement, "models/placement", "models/harmonizer", p.harmonize)
     summary = compose_dataset(p.compose, "data/generated/objects", "data/generated/scenes", "data/composed", tools, allowed)
     write_json("metrics/details/compose.json", summary)
 

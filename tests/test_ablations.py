@@ -44,8 +44,24 @@ def test_table_rows_deltas_and_the_two_sd_rule():
               _group({k: v for k, v in TABLE5["harmonization: none"].items() if k != "compose.harmonize"}, [0], 0.80, 0.0)]
     lines = table5(groups).splitlines()
     row = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
-    assert "| 0, 1, 2 | 90.0 ± 1.0 | 80.0 ± 1.0 | – | – |" in row["full editing"]
+    assert "| 0, 1, 2 | – | 90.0 ± 1.0 | 80.0 ± 1.0 | – | – |" in row["full editing"]
     assert row["placement: random"].endswith("| -1.5 | no |")  # 1.5 points < 2 x 1.0
     assert row["baseline (defaults: by background, random placement, no harmonization)"].endswith("| -3.0 | yes |")
     assert row["harmonization: none"].endswith("| -10.0 | n/a (one seed) |")
     assert "| not run |" in row["placement: prior"]
+
+
+def test_groups_kept_from_an_earlier_spread_are_marked_with_their_commit():
+    from freemask.metrics.spread import keep_earlier
+
+    full = TABLE5["full editing"]
+    stat = {**full, "compose.harmonize": "statistics"}
+    earlier = {"baseline_rev": "a" * 40, "groups": [_group({}, [0], 0.87, 0.0), _group(full, [0, 1, 2], 0.90, 0.01),
+                                                     _group(stat, [2], 0.55, 0.0)]}
+    now = [_group({}, [0], 0.88, 0.0), _group(stat, [0, 1, 2], 0.91, 0.01)]
+    merged = keep_earlier(now, "b" * 40, earlier)
+    # the new commit's groups win where both have the params; the rest come from the earlier file
+    assert [(g["params"], g["rev"][0]) for g in merged] == [({}, "b"), (stat, "b"), (full, "a")]
+    row = {line.split(" | ")[0].lstrip("| "): line for line in table5(merged).splitlines()[2:]}
+    assert row["harmonization: statistics"].startswith("| harmonization: statistics | 0, 1, 2 | bbbbbbb | 91.0 ± 1.0")
+    assert "| aaaaaaa |" in row["full editing"]

@@ -79,12 +79,12 @@ def _write_sources(tmp_path):
                        [("sky_0", scene("sky", 10)), ("grass_0", scene("grass", 20)), ("water_0", scene("water", 30))])
 
 
-def _composed(tmp_path, mode, name, seed=0, allowed=None):
+def _composed(tmp_path, mode, name, seed=0, allowed=None, harmonize="none"):
     from freemask.compose.scenes import Tools, compose_dataset
     from freemask.data import shards
     from freemask.params import Compose
 
-    cfg = Compose(mode=mode, n_images=40, max_objects=3, shard_size=16, seed=seed)
+    cfg = Compose(mode=mode, n_images=40, max_objects=3, shard_size=16, seed=seed, harmonize=harmonize)
     stats = compose_dataset(cfg, tmp_path / "objects", tmp_path / "scenes", tmp_path / name,
                             Tools(("c1", "c2", "c3", "c4")), allowed)
     return stats, dict(shards.read_shards(tmp_path / name))
@@ -105,6 +105,29 @@ def test_same_background_pastes_objects_only_into_scenes_of_their_background(tmp
     assert stats["scenes_left_out"] == 0
     assert any(r["meta.json"]["scene"] == "water_0" for r in out.values())
     assert any({1, 4} <= set(np.unique(r["label.png"])) for r in out.values())  # any object into any scene
+
+
+def test_statistics_harmonization_fits_its_light_on_the_object_pool(tmp_path):
+    import pytest
+
+    from freemask.data import shards
+    from freemask.errors import DataError
+
+    _write_sources(tmp_path)
+    with pytest.raises(DataError, match=r"objects: harmonize=statistics: the backgrounds grass \| sky share no generated"):
+        _composed(tmp_path, "same_background", "x", harmonize="statistics")
+    # a class-1 object on grass too, a little darker there: the two backgrounds' lights can be compared
+    img, lab = np.full((8, 8, 3), 20, np.uint8), np.zeros((8, 8), np.uint8)
+    img[2:6, 2:6], lab[2:6, 2:6] = 40, 1
+    shards.write_shard(tmp_path / "objects" / shards.shard_name(1),
+                       [("c", {"image.png": img, "label.png": lab, "meta.json": {"background": "grass"}})])
+    with pytest.raises(DataError, match="the light reference knows no water"):
+        _composed(tmp_path, "random", "y", harmonize="statistics")
+    stats, lit = _composed(tmp_path, "same_background", "lit", harmonize="statistics")
+    assert set(stats["light_gain"]) == {"grass", "sky"}
+    _, plain = _composed(tmp_path, "same_background", "plain")
+    assert all(np.array_equal(lit[k]["label.png"], plain[k]["label.png"]) for k in plain)
+    assert any(not np.array_equal(lit[k]["image.png"], plain[k]["image.png"]) for k in plain)
 
 
 def test_composition_is_deterministic_per_seed(tmp_path):

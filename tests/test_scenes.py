@@ -1,4 +1,5 @@
 """Multi-object scenes: stacking, visibility, k, the overlap bound, placement and harmonization modes."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -6,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from freemask.compose.harmonize import LightReference
 from freemask.compose.paste import Cutout, paste
 from freemask.compose.placement import box_of, iou, load_placement
 from freemask.compose.scenes import Layer, Tools, compose_one, load_tools, stack
 from freemask.metrics.segmentation import IGNORE_INDEX
-from freemask.params import Compose
+from freemask.params import Compose, Harmonize
 from freemask.world.placement import plausible_box
 from freemask.world.spec import CLASSES
 
@@ -135,8 +137,12 @@ def test_harmonization_changes_only_the_pasted_pixels_and_never_the_labels():
     pool = [_cutout("a", 1, 8, 8, shade=250)]
     scene = np.zeros((32, 32, 3), np.uint8)
     scene[:, :, 1] = 120
-    plain = compose_one(np.random.default_rng(3), scene, pool, Compose(), TOOLS)
-    matched = compose_one(np.random.default_rng(3), scene, pool, Compose(harmonize="statistics"), TOOLS)
+    pool = [replace(pool[0], surround=np.log([0.3, 0.5, 0.9]))]  # cut out of a sky image a little darker than its kind
+    light = LightReference({"sky": np.log([0.4, 0.6, 0.9]), "grass": np.log([0.2, 0.5, 0.2])},
+                           {"sky": np.log([1.1, 1.1, 1.2]), "grass": np.zeros(3)})
+    tools = replace(TOOLS, light=light)
+    plain = compose_one(np.random.default_rng(3), scene, pool, Compose(), tools, "grass")
+    matched = compose_one(np.random.default_rng(3), scene, pool, Compose(harmonize="statistics"), tools, "grass")
     assert np.array_equal(plain[1], matched[1]) and plain[2] == matched[2]
     off = plain[1] == 0
     assert np.array_equal(plain[0][off], matched[0][off]) and not np.array_equal(plain[0], matched[0])
@@ -186,5 +192,10 @@ def test_the_committed_model_puts_one_red_disc_on_the_ground_as_a_ball_and_in_th
 def test_load_tools_reads_only_the_models_the_modes_use(tmp_path):
     tools = load_tools(Compose(), ["a"], Tools(("a",)).placement, tmp_path / "none", tmp_path / "none")
     assert tools.placement_model is None and tools.harmonizer is None
+    lit = load_tools(Compose(harmonize="statistics"), ["a"], tools.placement, tmp_path / "none", tmp_path / "none",
+                     Harmonize(reference_renders=100))
+    assert lit.harmonizer is None and set(lit.light.light) == {"sky", "grass", "road", "water", "floor"}
+    assert load_tools(Compose(harmonize="statistics"), ["a"], tools.placement, tmp_path / "none", tmp_path / "none",
+                      Harmonize(reference="generated")).light is None  # compose fits it on the object pool
     with pytest.raises(FileNotFoundError, match="train_placement"):
         load_tools(Compose(placement="learned"), ["a"], tools.placement, tmp_path / "none", tmp_path / "none")

@@ -211,11 +211,13 @@ def spread(
                                             "group of the baseline commit's own params"),
     k: float = typer.Option(4.0, help="baseline tolerance: k x the seed sd ..."),
     floor: float = typer.Option(0.01, help="... and at least this"),
+    keep: Optional[Path] = typer.Option(None, help="an earlier spread file whose groups the runs of --rev lack "
+                                        "are kept, each marked with its own commit"),
 ) -> None:
     """Mean ± sd of the guarded metrics over runs that differ only in `seed` (queue them with
     `dvc exp run --queue -S 'seed=range(1,5)'`), per group of params."""
-    from .io import write_json
-    from .metrics.spread import SpreadError, groups, runs
+    from .io import read_json, write_json
+    from .metrics.spread import SpreadError, groups, keep_earlier, runs
     from .metrics.spread import baseline as make_baseline
     from .reports.tables import spread_table
 
@@ -223,6 +225,9 @@ def spread(
         every = runs(".", rev)
         found = groups(every)
         base = make_baseline(found[0], k, floor) if baseline is not None else None
+    if keep is not None:
+        with _exit_on(FileNotFoundError, KeyError):
+            found = keep_earlier(found, every[0]["rev"], read_json(keep))
     write_json(out, {"baseline_rev": every[0]["rev"], "groups": found})
     typer.echo(spread_table(found))
     if base is not None:

@@ -336,9 +336,13 @@ class Harmonize(_Section):
     seed: int = 0
     threads: int = Field(2, ge=1)
     # statistics: the background ring is within ring x the object's bounding-box side of it (0: the
-    # whole image outside the mask); strength 1 matches mean and std fully, 0 leaves the object as is
+    # whole image outside the mask); strength: the share of the estimated light change applied
     ring: float = Field(0.25, ge=0)
     strength: float = Field(1.0, ge=0, le=1)
+    # statistics: where the light reference comes from; renderer: reference_renders toy renders (the
+    # toy world's backgrounds only), generated: the generate stage's single-object images
+    reference: Literal["renderer", "generated"] = "renderer"
+    reference_renders: int = Field(3000, gt=0)
     # rain: the network's width and its training on toy pairs
     width: int = Field(16, gt=0)
     train_pairs: int = Field(6000, gt=0)

@@ -1,9 +1,10 @@
 """Harmonization of pasted objects (paper §3.2): make an object pasted from one image look lit like
 the scene it joins. Methods (``compose.harmonize``):
 
-- ``statistics``: colour-statistics matching in CIE Lab (Reinhard et al. 2001, restricted to the
-  object): inside the mask, each Lab channel's mean and standard deviation are moved toward those of
-  a ring of background pixels around the object (:func:`statistics`);
+- ``statistics``: colour-statistics matching of the light (:func:`statistics`): the object's
+  per-channel RGB gain is set from the mean log colour of the background around it, in the scene
+  and in the image it was cut out of, each compared with reference statistics of its background
+  kind (:class:`LightReference`, fitted by :func:`fit_light` on generated single-object images);
 - ``rain``: the RAIN-style network of :mod:`freemask.compose.rain`, trained on toy pairs
   (:func:`train_harmonizer`) or loaded from a checkpoint folder (:func:`load_harmonizer`);
 - ``none``: the composite unchanged (the ablation).
@@ -14,6 +15,8 @@ docs/harmonization.md.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +25,16 @@ from scipy import ndimage
 from ..params import Harmonize
 from ..world.relight import relit_pair
 from ..world.spec import BACKGROUNDS, CLASSES
-from .colour import lab_to_rgb, rgb_to_lab, to_uint8
+from .colour import rgb_to_lab, to_uint8
 from .rain import NetShape, RainNet, TrainSettings, apply_rain, load_harmonizer, save_harmonizer, train_rain
 
 METHODS = ("statistics", "rain", "none")
-__all__ = ["METHODS", "harmonize", "statistics", "load_harmonizer", "train_harmonizer", "relit_pairs", "delta_e"]
+__all__ = ["METHODS", "LightReference", "fit_light", "harmonize", "statistics", "load_harmonizer", "train_harmonizer",
+           "relit_pairs", "delta_e"]
 
 # seeds of the toy pairs: [seed, kind, index]; the kinds keep training, validation and the
 # benchmark's pairs apart
-KIND_TRAIN, KIND_VAL, KIND_BENCHMARK = 1, 2, 3
+KIND_TRAIN, KIND_VAL, KIND_BENCHMARK, KIND_REFERENCE = 1, 2, 3, 4
 
 
 def ring_mask(mask: np.ndarray, ring: float) -> np.ndarray:
@@ -44,38 +48,109 @@ def ring_mask(mask: np.ndarray, ring: float) -> np.ndarray:
     return (ndimage.distance_transform_cdt(~mask, metric="chessboard") <= width) & ~mask
 
 
-def statistics(image: np.ndarray, mask: np.ndarray, ring: float = 0.25, strength: float = 1.0) -> np.ndarray:
-    """(H, W, 3) uint8 image with the object in (H, W) bool ``mask`` matched to its surroundings:
-    per Lab channel, ``(x - mean_obj) * s + mean_obj + strength * (mean_bg - mean_obj)`` with
-    ``s = 1 + strength * (std_bg / std_obj - 1)`` (a flat channel keeps its spread), the background
-    being :func:`ring_mask`. Pixels outside the mask are returned bit for bit; an empty mask or one
-    with no background around it leaves the image unchanged."""
+def log_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> float64 natural log of the colour in [1/255, 1] (a black channel counts as 1/255)."""
+    return np.log(np.maximum(pixels.astype(np.float64), 1.0) / 255.0)
+
+
+def surround(image: np.ndarray, mask: np.ndarray, ring: float, exclude: np.ndarray | None = None
+             ) -> np.ndarray | None:
+    """The mean log colour (:func:`log_rgb`) of the background around the object in ``mask``: its
+    :func:`ring_mask`, less ``exclude``; None when the mask is empty or nothing surrounds it."""
+    if not mask.any():
+        return None
+    bg = ring_mask(mask, ring)
+    if exclude is not None:
+        bg &= ~exclude
+    return log_rgb(image[bg]).mean(0) if bg.any() else None
+
+
+@dataclass(frozen=True)
+class LightReference:
+    """Per background kind: ``surround``, the mean log colour of the background around its objects,
+    and ``light``, the log RGB gain of its lighting (mean over the kinds: 0)."""
+
+    surround: dict[str, np.ndarray]
+    light: dict[str, np.ndarray]
+
+    def level(self, kind: str, around: np.ndarray) -> np.ndarray:
+        """The log gain of the light an object is under, from the mean log colour ``around`` it in an
+        image of background ``kind``: the kind's light plus how far the image departs from the kind."""
+        if kind not in self.light:
+            raise KeyError(f"harmonize=statistics: no reference for background {kind!r} (known: {sorted(self.light)})")
+        return self.light[kind] + around - self.surround[kind]
+
+
+def fit_light(samples: Iterable[tuple[str, str, np.ndarray, np.ndarray]]) -> LightReference:
+    """The :class:`LightReference` of single-object images, each given as (class, background kind,
+    mean log colour of the object, of its surround). An object's log colour is modelled as its class's
+    plus its background kind's light, fitted by least squares over the (class, kind) means; a kind's
+    light is known only relative to kinds that share a class with it, so every kind must be linked
+    to every other through shared classes (else ValueError naming them)."""
+    objects: dict[tuple[str, str], list[np.ndarray]] = {}
+    around: dict[str, list[np.ndarray]] = {}
+    for cls, kind, obj, sur in samples:
+        objects.setdefault((cls, kind), []).append(obj)
+        around.setdefault(kind, []).append(sur)
+    if not objects:
+        raise ValueError("harmonize=statistics: no single-object image to fit the light reference on")
+    classes, kinds = sorted({c for c, _ in objects}), sorted(around)
+    parent = {k: k for k in kinds}  # kinds linked through a shared class (union-find)
+    root = lambda k: k if parent[k] == k else root(parent[k])  # noqa: E731
+    for c in classes:
+        linked = [k for k in kinds if (c, k) in objects]
+        for k in linked[1:]:
+            parent[root(k)] = root(linked[0])
+    groups = sorted({tuple(k for k in kinds if root(k) == r) for r in map(root, kinds)})
+    if len(groups) > 1:
+        raise ValueError("harmonize=statistics: the backgrounds " + " | ".join(", ".join(g) for g in groups)
+                         + " share no generated class, so their lights cannot be compared")
+    cells = sorted(objects)
+    design = np.zeros((len(cells) + 1, len(classes) + len(kinds)))
+    target = np.zeros((len(cells) + 1, 3))
+    for row, (c, k) in enumerate(cells):
+        design[row, classes.index(c)] = design[row, len(classes) + kinds.index(k)] = 1
+        target[row] = np.mean(objects[(c, k)], 0)
+    design[-1, len(classes):] = 1  # the lights sum to 0
+    solution = np.linalg.lstsq(design, target, rcond=None)[0]
+    return LightReference({k: np.mean(around[k], 0) for k in kinds},
+                          {k: solution[len(classes) + j] for j, k in enumerate(kinds)})
+
+
+def statistics(image: np.ndarray, mask: np.ndarray, ref: LightReference, source: tuple[str, np.ndarray],
+               target: str, ring: float = 0.25, strength: float = 1.0) -> np.ndarray:
+    """(H, W, 3) uint8 image with the object in (H, W) bool ``mask`` relit for the scene: its RGB
+    channels multiplied by ``exp(strength * (ref.level(target, around) - ref.level(*source)))``,
+    ``around`` being the mean log colour of its :func:`ring_mask` in ``image`` (a scene of background
+    ``target``) and ``source`` the (background kind, mean log colour around it) of the image it was cut
+    out of. Pixels outside the mask are returned bit for bit; an empty mask or one with no background
+    around it leaves the image unchanged."""
     _check(image, mask)
     if not 0 <= strength <= 1:
         raise ValueError(f"harmonize.strength must be in [0, 1], got {strength}")
     out = image.copy()
-    bg = ring_mask(mask, ring) if mask.any() else mask
-    if not bg.any():
+    here = surround(image, mask, ring)
+    if here is None:
         return out
-    fg_lab, bg_lab = rgb_to_lab(image[mask]), rgb_to_lab(image[bg])
-    mu_f, sd_f = fg_lab.mean(0), fg_lab.std(0)
-    mu_b, sd_b = bg_lab.mean(0), bg_lab.std(0)
-    ratio = np.where(sd_f > 1e-6, sd_b / np.maximum(sd_f, 1e-6), 1.0)
-    scale = 1 + strength * (ratio - 1)
-    lab = (fg_lab - mu_f) * scale + mu_f + strength * (mu_b - mu_f)
-    out[mask] = to_uint8(lab_to_rgb(lab))
+    gain = np.exp(strength * (ref.level(target, here) - ref.level(*source)))
+    out[mask] = to_uint8(np.clip(image[mask].astype(np.float64) / 255.0 * gain, 0.0, 1.0))
     return out
 
 
 def harmonize(image: np.ndarray, mask: np.ndarray, method: str, net: RainNet | None = None,
-              ring: float = 0.25, strength: float = 1.0) -> np.ndarray:
-    """The (H, W, 3) uint8 ``image`` with the object in (H, W) bool ``mask`` harmonized by ``method``
-    (``statistics`` with ``ring`` and ``strength``, ``rain`` with ``net``, or ``none``)."""
+              ref: LightReference | None = None, source: tuple[str, np.ndarray] | None = None,
+              target: str | None = None, ring: float = 0.25, strength: float = 1.0) -> np.ndarray:
+    """The (H, W, 3) uint8 ``image`` with the object in (H, W) bool ``mask`` harmonized by ``method``:
+    ``statistics`` with ``ref``, ``source``, ``target``, ``ring`` and ``strength`` (:func:`statistics`),
+    ``rain`` with ``net``, or ``none``."""
     _check(image, mask)
     if method == "none":
         return image.copy()
     if method == "statistics":
-        return statistics(image, mask, ring, strength)
+        if ref is None or source is None or target is None:
+            raise ValueError("compose.harmonize=statistics needs a light reference (fit_light), the object's source "
+                             "(background, surround) and the scene's background")
+        return statistics(image, mask, ref, source, target, ring, strength)
     if method == "rain":
         if net is None:
             raise ValueError("compose.harmonize=rain needs a network: load one with load_harmonizer(folder)")
@@ -90,20 +165,31 @@ def _check(image: np.ndarray, mask: np.ndarray) -> None:
         raise ValueError(f"mask must be (H, W) bool of the image's size {image.shape[:2]}, got {mask.shape} {mask.dtype}")
 
 
-def relit_pairs(seed: int, kind: int, n: int, resolution: int, balanced: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str, str]]]:
+def relit_pairs(seed: int, kind: int, n: int, resolution: int, balanced: bool = False, with_source: bool = False
+                ) -> tuple[np.ndarray, ...]:
     """``n`` toy pairs (:func:`freemask.world.relight.relit_pair`) as uint8 composites, uint8 targets,
-    bool masks and their (class, source background, target background). The i-th pair's seed is
-    ``[seed, kind, i]``; its combination is drawn from that seed, or with ``balanced`` the i-th of
-    every (class, source, target) in turn."""
+    bool masks and their (class, source background, target background), with ``with_source`` the uint8
+    source images last. The i-th pair's seed is ``[seed, kind, i]``; its combination is drawn from
+    that seed, or with ``balanced`` the i-th of every (class, source, target) in turn."""
     combos = list(itertools.product(CLASSES, BACKGROUNDS, BACKGROUNDS))
-    comps, targets, masks, what = [], [], [], []
+    comps, targets, masks, what, sources = [], [], [], [], []
     for i in range(n):
         rng = np.random.default_rng([seed, kind, i])
         combo = combos[i % len(combos)] if balanced else combos[int(rng.integers(len(combos)))]
-        comp, target, mask = relit_pair(rng, *combo, resolution)
+        comp, target, mask, *source = relit_pair(rng, *combo, resolution, with_source=with_source)
         comps.append(to_uint8(comp)), targets.append(to_uint8(target)), masks.append(mask), what.append(combo)
-    return np.stack(comps), np.stack(targets), np.stack(masks), what
+        sources += [to_uint8(s) for s in source]
+    out = np.stack(comps), np.stack(targets), np.stack(masks), what
+    return (*out, np.stack(sources)) if with_source else out
+
+
+def reference_from_renders(seed: int, n: int, resolution: int, ring: float) -> LightReference:
+    """The :class:`LightReference` fitted on ``n`` correctly lit toy renders of one object (the targets of
+    :func:`relit_pairs` of kind ``KIND_REFERENCE``): what the generator's own images give in
+    ``compose``, with the renderer's ground-truth masks."""
+    _, targets, masks, what = relit_pairs(seed, KIND_REFERENCE, n, resolution)
+    return fit_light((cls, kind, log_rgb(t[m]).mean(0), surround(t, m, ring)) for t, m, (cls, _, kind)
+                     in zip(targets, masks, what))
 
 
 def delta_e(images: np.ndarray, targets: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ class Cutout:
     label: int
     ignore: np.ndarray  # (h, w) bool, pixels the mask rule left undecided (label 255), never in ``mask``
     background: str | None = None  # the background of the prompt the object was generated with
+    surround: np.ndarray | None = None  # mean log colour around the object in its image (harmonize=statistics)
 
 
 def cut_out(key: str, image: np.ndarray, label: np.ndarray, background: str | None = None) -> Cutout | None:

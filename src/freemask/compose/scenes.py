@@ -11,14 +11,15 @@ what size they go, how they are lit, and what the stacked result is labelled.
   composed so far, no box overlapping an earlier one by more than ``compose.max_overlap`` IoU; an
   object with no such placement is skipped.
 - **Lighting** (``compose.harmonize``): :func:`freemask.compose.harmonize.harmonize` of the pixels
-  each object pasted, right after pasting it.
+  each object pasted, right after pasting it; ``statistics`` reads a light reference fitted on the
+  object pool itself (:func:`light_reference`).
 - **Labels**: stacking order (:func:`freemask.compose.paste.paste`). An object left with less than
   ``compose.min_visible`` of its area visible is dropped (the scene is composed again without it)
   or its visible pixels are labelled ignore (``compose.occluded``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ from tqdm import tqdm
 from ..data import shards
 from ..errors import DataError
 from ..metrics.segmentation import IGNORE_INDEX
-from ..params import Compose, PlacementParams
-from .harmonize import harmonize, load_harmonizer
+from ..params import Compose, Harmonize, PlacementParams
+from .harmonize import (LightReference, fit_light, harmonize, load_harmonizer, log_rgb, reference_from_renders,
+                        surround)
 from .paste import Cutout, cut_out, paste
 from .placement import PlacementModel, box_of, load_placement, propose
 from .rain import RainNet
@@ -64,6 +66,7 @@ class Tools:
     harmonizer: RainNet | None = None
     ring: float = 0.25
     strength: float = 1.0
+    light: LightReference | None = None
 
 
 def _background(key: str, meta: dict, folder) -> str:
@@ -72,20 +75,33 @@ def _background(key: str, meta: dict, folder) -> str:
     return meta["background"]
 
 
-def load_cutouts(objects_dir) -> list[Cutout]:
-    cuts = [cut_out(k, m["image.png"], m["label.png"], _background(k, m["meta.json"], objects_dir))
-            for k, m in shards.read_shards(objects_dir)]
+def load_cutouts(objects_dir, ring: float | None = None) -> list[Cutout]:
+    """The objects of ``objects_dir``; with ``ring``, each with its :attr:`Cutout.surround` in its image."""
+    cuts = []
+    for k, m in shards.read_shards(objects_dir):
+        cut = cut_out(k, m["image.png"], m["label.png"], _background(k, m["meta.json"], objects_dir))
+        if cut is not None and ring is not None:
+            ignore = m["label.png"] == IGNORE_INDEX
+            cut = replace(cut, surround=surround(m["image.png"], (m["label.png"] > 0) & ~ignore, ring, ignore))
+        cuts.append(cut)
     return [c for c in cuts if c is not None]
+
+
+def light_reference(pool: list[Cutout], classes: tuple[str, ...]) -> LightReference:
+    """:func:`freemask.compose.harmonize.fit_light` on the objects of ``pool`` that have a surround."""
+    return fit_light((classes[c.label - 1], c.background, log_rgb(c.rgb[c.mask]).mean(0), c.surround)
+                     for c in pool if c.surround is not None)
 
 
 def load_scenes(scenes_dir) -> list[Scene]:
     return [Scene(k, _background(k, m["meta.json"], scenes_dir), m["image.png"]) for k, m in shards.read_shards(scenes_dir)]
 
 
-def stack(scene: np.ndarray, layers: list[Layer], cfg: Compose, tools: Tools
+def stack(scene: np.ndarray, layers: list[Layer], cfg: Compose, tools: Tools, background: str | None = None
           ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """``layers`` pasted into ``scene`` in order, each harmonized after it is pasted; the image, the
-    label map and each layer's visible share (its pixels labelled as it at the end over its area)."""
+    """``layers`` pasted into ``scene`` (of ``background``) in order, each harmonized after it is pasted;
+    the image, the label map and each layer's visible share (its pixels labelled as it at the end over
+    its area)."""
     image, label = scene.copy(), np.zeros(scene.shape[:2], np.uint8)
     owner = np.full(label.shape, -1, np.int64)
     areas = []
@@ -95,7 +111,9 @@ def stack(scene: np.ndarray, layers: list[Layer], cfg: Compose, tools: Tools
         owner[labelled] = i
         areas.append(area)
         if cfg.harmonize != "none" and pasted.any():
-            image = harmonize(image, pasted, cfg.harmonize, tools.harmonizer, tools.ring, tools.strength)
+            source = (layer.cutout.background, layer.cutout.surround)
+            image = harmonize(image, pasted, cfg.harmonize, tools.harmonizer, tools.light, source, background,
+                              tools.ring, tools.strength)
     visible = [float(np.count_nonzero(owner == i)) / max(a, 1) for i, a in enumerate(areas)]
     if cfg.occluded == "ignore":
         for i, share in enumerate(visible):
@@ -105,9 +123,10 @@ def stack(scene: np.ndarray, layers: list[Layer], cfg: Compose, tools: Tools
 
 
 def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout], cfg: Compose,
-                tools: Tools) -> tuple[np.ndarray, np.ndarray, dict]:
-    """k objects drawn uniformly from ``pool`` and placed in turn (see the module docstring); the
-    image, its labels and what was placed (keys, boxes, visible shares, the keys dropped)."""
+                tools: Tools, background: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """k objects drawn uniformly from ``pool`` and placed in turn in ``scene`` (of ``background``, which
+    ``harmonize=statistics`` needs; see the module docstring); the image, its labels and what was
+    placed (keys, boxes, visible shares, the keys dropped)."""
     if cfg.k_weights is None:
         k = int(rng.integers(1, cfg.max_objects + 1))
     else:
@@ -124,14 +143,14 @@ def compose_one(rng: np.random.Generator, scene: np.ndarray, pool: list[Cutout],
         layers.append(Layer(obj, *where))
         boxes.append(box_of(obj, *where))
         if cfg.placement == "learned":  # the next object is placed in the scene as composed so far
-            image, _, _ = stack(scene, layers, cfg, tools)
-    image, label, visible = stack(scene, layers, cfg, tools)
+            image, _, _ = stack(scene, layers, cfg, tools, background)
+    image, label, visible = stack(scene, layers, cfg, tools, background)
     dropped = []
     if cfg.occluded == "drop" and any(v < cfg.min_visible for v in visible):
         # removing an object only uncovers the others, so one pass leaves every kept one visible enough
         dropped = [lay.cutout.key for lay, v in zip(layers, visible) if v < cfg.min_visible]
         layers = [lay for lay, v in zip(layers, visible) if v >= cfg.min_visible]
-        image, label, visible = stack(scene, layers, cfg, tools)
+        image, label, visible = stack(scene, layers, cfg, tools, background)
     meta = {"objects": [lay.cutout.key for lay in layers],
             "boxes": [[round(v, 4) for v in (lay.cx, lay.cy, lay.side)] for lay in layers],
             "visible": [round(v, 4) for v in visible], "dropped": dropped}
@@ -161,9 +180,11 @@ def scene_pools(mode: str, pool: list[Cutout], scenes: list[Scene],
 
 
 def load_tools(cfg: Compose, classes: list[str], placement: PlacementParams, placement_dir: str | Path,
-               harmonizer_dir: str | Path, ring: float = 0.25, strength: float = 1.0) -> Tools:
+               harmonizer_dir: str | Path, harmonization: Harmonize | None = None, resolution: int = 32) -> Tools:
     """The :class:`Tools` ``cfg`` needs: the placement model only for ``learned`` / ``prior``, the
-    harmonization network only for ``rain``."""
+    harmonization network only for ``rain``, and for ``statistics`` with ``harmonization.reference:
+    renderer`` (``harmonization``, default params when None) the light reference of toy renders at
+    ``resolution`` (with ``generated``, :func:`compose_dataset` fits it on the object pool)."""
     model = load_placement(placement_dir) if cfg.placement in ("learned", "prior") else None
     if model is not None:
         known = model.prior.placements if cfg.placement == "prior" else (model.net.shape.classes or classes)
@@ -172,19 +193,38 @@ def load_tools(cfg: Compose, classes: list[str], placement: PlacementParams, pla
             raise DataError(placement_dir, f"knows no {', '.join(unknown)} (compose.placement={cfg.placement} needs "
                             f"every class of the profile)", "re-run the `train_placement` stage for this profile")
     net = load_harmonizer(harmonizer_dir) if cfg.harmonize == "rain" else None
-    return Tools(tuple(classes), placement, model, net, ring, strength)
+    h = harmonization or Harmonize()
+    light = None
+    if cfg.harmonize == "statistics" and h.reference == "renderer":
+        light = reference_from_renders(h.seed, h.reference_renders, resolution, h.ring)
+    return Tools(tuple(classes), placement, model, net, h.ring, h.strength, light)
 
 
 def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir, tools: Tools,
                     allowed: dict[str, set[int]] | None = None) -> dict:
     """``n_images`` composites in shards; ``allowed``: see :func:`scene_pools`. Sample i draws from
     its own generator, seeded ``[compose.seed, i]``."""
-    pool, all_scenes = load_cutouts(objects_dir), load_scenes(scenes_dir)
+    statistics = cfg.harmonize == "statistics"
+    pool, all_scenes = load_cutouts(objects_dir, tools.ring if statistics else None), load_scenes(scenes_dir)
     if not pool:
         raise DataError(objects_dir, "no object with a non-empty mask (every generated mask is empty)")
+    light = {}
+    if statistics:
+        if tools.light is None:
+            try:
+                tools = replace(tools, light=light_reference(pool, tools.classes))
+            except ValueError as err:
+                raise DataError(objects_dir, str(err), hint="use compose.harmonize=rain or none") from None
+        light = {"light_gain": {k: [round(float(v), 4) for v in np.exp(g)] for k, g in tools.light.light.items()}}
     if not all_scenes:
         raise DataError(scenes_dir, "no scene")
     scenes, pools = scene_pools(cfg.mode, pool, all_scenes, allowed)
+    unlit = sorted({s.background for s in scenes} - set(tools.light.light)) if statistics else []
+    if unlit:
+        raise DataError(objects_dir, f"the light reference knows no {', '.join(unlit)} (harmonize.reference: "
+                        "renderer knows the toy world's backgrounds, generated those objects were generated on), "
+                        "so compose.harmonize=statistics cannot tell the light of its scenes",
+                        hint="use harmonize.reference: generated, or compose.harmonize=rain or none")
     size = cfg.shard_size
     n_shards = (cfg.n_images + size - 1) // size
     placed = dropped = 0
@@ -193,10 +233,11 @@ def compose_dataset(cfg: Compose, objects_dir, scenes_dir, out_dir, tools: Tools
         for i in range(s * size, min(cfg.n_images, (s + 1) * size)):
             rng = np.random.default_rng([cfg.seed, i])
             k = int(rng.integers(len(scenes)))
-            image, label, meta = compose_one(rng, scenes[k].image, pools[k], cfg, tools)
+            image, label, meta = compose_one(rng, scenes[k].image, pools[k], cfg, tools, scenes[k].background)
             placed, dropped = placed + len(meta["objects"]), dropped + len(meta["dropped"])
             records.append((f"{i:07d}", {"image.png": image, "label.png": label,
                                          "meta.json": {"scene": scenes[k].key, **meta}}))
         shards.write_shard(f"{out_dir}/{shards.shard_name(s)}", records)
     return {"images": cfg.n_images, "mode": cfg.mode, "object_pool": len(pool), "scenes": len(scenes),
-            "scenes_left_out": len(all_scenes) - len(scenes), "objects_placed": placed, "objects_dropped": dropped}
+            "scenes_left_out": len(all_scenes) - len(scenes), "objects_placed": placed, "objects_dropped": dropped,
+            **light}

@@ -143,6 +143,16 @@ def groups(all_runs: list[dict]) -> list[dict]:
     return out
 
 
+def keep_earlier(found: list[dict], rev: str, earlier: dict) -> list[dict]:
+    """``found`` (the groups of the runs of commit ``rev``) followed by the groups of an ``earlier``
+    spread file (``{"baseline_rev", "groups"}``) whose params no group of ``found`` has; every group
+    records the commit it was measured at as ``rev``."""
+    mine = [{**g, "rev": g.get("rev", rev)} for g in found]
+    have = [g["params"] for g in mine]
+    return mine + [{**g, "rev": g.get("rev", earlier["baseline_rev"])} for g in earlier["groups"]
+                   if g["params"] not in have]
+
+
 def family(metric: str) -> str:
     """The family of a metric: its file and dotted key up to the last component."""
     return metric.rsplit(".", 1)[0]

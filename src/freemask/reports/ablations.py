@@ -47,15 +47,17 @@ def _cell(s: dict | None) -> str:
 
 def table5(groups: list[dict]) -> str:
     """Markdown: a row per :data:`TABLE5` entry found among ``groups``, with its seeds, the val
-    synthetic-only mIoU and balloon IoU (%, mean ± sd), and the mIoU difference to the full row. A
+    synthetic-only mIoU and balloon IoU (%, mean ± sd), the commit it was measured at (where the group
+    records one: ``freemask spread --keep``), and the mIoU difference to the full row. A
     difference counts as an effect only above twice the larger sd of the two rows; with a single
     seed on either side there is no spread to judge it by."""
     found = {name: _row_group(groups, o) for name, o in TABLE5.items()}
     full = found["full editing"]
-    lines = ["| setting | seeds | val mIoU | balloon IoU | Δ mIoU vs full | beyond 2 sd |", "|---|---|---|---|---|---|"]
+    lines = ["| setting | seeds | commit | val mIoU | balloon IoU | Δ mIoU vs full | beyond 2 sd |",
+             "|---|---|---|---|---|---|---|"]
     for name, g in found.items():
         if g is None:
-            lines.append(f"| {name} | not run | – | – | – | – |")
+            lines.append(f"| {name} | not run | – | – | – | – | – |")
             continue
         m, b = g["metrics"].get(MIOU), g["metrics"].get(BALLOON)
         delta = judged = "–"
@@ -67,5 +69,6 @@ def table5(groups: list[dict]) -> str:
                 judged = "n/a (one seed)"
             else:
                 judged = "yes" if abs(d) > 2 * max(m["sd"], f["sd"]) else "no"
-        lines.append(f"| {name} | {', '.join(str(s) for s in g['seeds'])} | {_cell(m)} | {_cell(b)} | {delta} | {judged} |")
+        seeds, rev = ", ".join(str(s) for s in g["seeds"]), g.get("rev", "")[:7] or "–"
+        lines.append(f"| {name} | {seeds} | {rev} | {_cell(m)} | {_cell(b)} | {delta} | {judged} |")
     return "\n".join(lines) + "\n"
