@@ -2,6 +2,7 @@
 reports/samples.png from metrics and generated data."""
 from pathlib import Path
 
+from freemask.active.report import judge_table, plot_curves, rounds_table
 from freemask.io import read_json, write_text, write_with
 from freemask.reports.ablations import table5
 from freemask.reports.figures import per_class_iou, training_curves
@@ -15,17 +16,27 @@ def _json(path: str) -> dict:
     return read_json(path, "re-run the stage that writes it (dvc repro)")
 
 
+def filter_section(details: dict) -> str:
+    """The filter stage's rounds (Figure 8) and its judgement, as markdown."""
+    return (f"\n## Filtering (Algorithm 1): rounds and the filter judged (retain α = {details['retain']}; "
+            "docs/active_learning.md)\n\n" + rounds_table(details["rounds"]) + "\n" + judge_table(details["rounds"])
+            + "\n![val mIoU per round](figures/filter_rounds.png)\n")
+
+
 def main(p):
     labels = toy_labels()
     out = Path("reports")
     details = _json("metrics/details/eval.json")
     spread = _json("metrics/spread.json")
     ablations = _json("metrics/ablations.json")
+    filtering = _json("metrics/details/filter.json")
     write_text(out / "tables.md", spine_report(_json("metrics/eval.json"), details,
                                                _json("metrics/details/generator_quality.json"), spread,
                                                list(labels.classes), p.compose.mode)
-               + f"\n## Table 5: image-editing ablations (runs of commit {str(ablations['baseline_rev'])[:7]}, "
-                 "JPEG val, synthetic only; docs/composition.md)\n\n" + table5(ablations["groups"]))
+               + f"\n## Table 5: image-editing ablations (runs of commit {str(ablations['baseline_rev'])[:7]} and the "
+                 "commits each row names, JPEG val, synthetic only; docs/composition.md)\n\n"
+               + table5(ablations["groups"]) + filter_section(filtering))
+    plot_curves({f"α = {filtering['retain']}": filtering["rounds"]}, out / "figures/filter_rounds.png")
     per_class_iou(details, spread["groups"][0], list(labels.names), out / "figures/per_class_iou.png")
     training_curves({w: _json(f"metrics/details/train_{w}.json")["heldout_history"] for w in ("synthetic", "real")},
                     out / "figures/training_curves.png")

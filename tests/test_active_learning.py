@@ -10,7 +10,9 @@ import pytest
 from freemask.active.loop import Samples, run
 from freemask.active.report import plot_curves, rounds_table, sweep_table
 from freemask.active.select import class_iou, n_kept, scores, select_top
-from freemask.active.toy import FreshSamples, plan_round, round_seed, run_toy, write_pool, load_samples
+from freemask.active.judge import KINDS, auc, catch_rate, corrupt
+from freemask.active.toy import FreshSamples, plan_round, round_seed, run_toy, write_fresh, write_pool, load_samples
+from freemask.data import shards
 from freemask.generate.plan import plan_objects
 from freemask.params import Active, ParamsError, Train, dump_defaults, validate
 
@@ -186,8 +188,8 @@ def test_fresh_samples_refuse_a_round_that_repeats_a_sample(tiny_generate_cfg):
 
 def test_active_params_are_validated_by_dotted_key():
     data = dump_defaults()
-    assert data["active"] == {"seed": 0, "threads": 2, "rounds": 3, "per_class": 30, "retain": 0.7,
-                              "finetune": True, "round_steps": 500}
+    assert data["active"] == {"seed": 0, "threads": 2, "rounds": 1, "per_class": 10, "retain": 0.7,
+                              "finetune": True, "round_steps": 150, "bad_below": 0.5, "corrupt_share": 0.3}
     data["active"]["retain"] = 1.5
     data["active"]["round"] = 2
     with pytest.raises(ParamsError) as err:
@@ -245,6 +247,20 @@ def test_toy_wiring_runs_end_to_end_deterministically(tmp_path, tiny_generator, 
     assert all(0.0 <= r["val_mIoU"] <= 1.0 for r in a.rounds)
     assert sorted(p.name for p in (tmp_path / "work0").iterdir()) == ["round_00", "round_01", "round_02"]
     assert trainer.stats[1]["steps"] == 2 and trainer.stats[0]["steps"] == 3
+
+    # judged against an oracle segmenter (here round 0's model); every fresh sample written with its score
+    fresh = []
+    judged, _ = run_toy(active, tiny_generate_cfg, train, gdir, initial, tmp_path / "work_j",
+                        val=(val_set.images, val_set.labels), used=used, progress=False,
+                        oracle_model=tmp_path / "work0" / "round_00", fresh_out=fresh)
+    assert json.dumps([{k: v for k, v in r.items() if k != "judge"} for r in judged.rounds]) == json.dumps(a.rounds)
+    j = judged.rounds[1]["judge"]
+    assert len(j["oracle_iou_per_sample"]) == 8 and j["catch"]["spoilt"] == 2 and j["catch"]["dropped"] == 4
+    write_fresh(fresh, judged.rounds, tmp_path / "fresh", shard_size=5)
+    metas = [m["meta.json"] for _, m in shards.read_shards(tmp_path / "fresh")]
+    assert len(metas) == 16 and sum(m["kept"] for m in metas) == 8
+    assert {m["round"] for m in metas} == {1, 2} and all(0 <= m["score"] <= 1 for m in metas)
+    assert metas[0]["oracle_iou"] == j["oracle_iou_per_sample"][0]
 
     write_pool(a.pool, tmp_path / "pool", shard_size=5)
     back = load_samples(tmp_path / "pool", prefix="x")
@@ -321,19 +337,70 @@ def test_round_zero_takes_the_given_initial_model_and_round_one_fine_tunes_it(tm
     assert trainer.stats[1]["steps"] == 2 and [r["pool"] for r in res.rounds] == [8, 12]
 
 
-def test_sweep_checks_every_retention_value_before_running_any(monkeypatch):
-    import importlib.util
-    from pathlib import Path
+# ------------------------------------------------------------------------- judging the filter
 
-    script = Path(__file__).resolve().parents[1] / "stages" / "active_learning.py"
-    spec = importlib.util.spec_from_file_location("active_learning_stage", script)
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    ran = []
-    monkeypatch.setattr(stage, "run_rounds", lambda p, *inputs: ran.append(p.active.retain))
-    params = validate(dump_defaults())
-    for bad, match in ((["0.5", "1.5"], "active.retain='1.5'"), (["0.5", "x"], "active.retain='x'"),
-                       (["0.5", "0.50"], "given twice")):
-        with pytest.raises(ParamsError, match=match):
-            stage.sweep(bad)(params)
-    assert ran == []
+
+def test_auc_is_the_chance_that_a_bad_sample_scores_below_a_good_one():
+    assert auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 1.0
+    assert auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 0.0
+    assert auc([0.5, 0.5, 0.5], [True, False, False]) == 0.5  # ties count half
+    assert auc([0.3, 0.1, 0.6, 0.2], [True, False, False, True]) == 0.5  # bad 0.3, 0.2 vs good 0.1, 0.6
+    assert auc([0.1, 0.2], [False, False]) is None
+
+
+def _squares(n, cls=2, size=12):
+    labels = np.zeros((n, size, size), np.uint8)
+    labels[:, 3:9, 3:9] = cls
+    labels[:, 3, 3:9] = 255  # an undecided row
+    return labels
+
+
+def test_corrupt_spoils_the_share_asked_each_kind_in_turn():
+    labels = _squares(10)
+    out, claims, spoilt, how = corrupt(labels, [2] * 10, 0.3, 5, np.random.default_rng(0))
+    assert spoilt.sum() == 3 and sorted(h for h in how if h) == sorted(KINDS)
+    assert np.array_equal(out[~spoilt], labels[~spoilt]) and claims.count(2) == 9
+    for i, kind in enumerate(how):
+        if not kind:
+            continue
+        before, after = labels[i] == 2, out[i] == claims[i]
+        assert (out[i] == 255).sum() == (labels[i] == 255).sum()  # undecided stays undecided
+        if kind == "swap":
+            assert claims[i] != 2 and np.array_equal(after, before)
+        elif kind == "erode":
+            assert claims[i] == 2 and 0 < after.sum() <= before.sum() / 2 and not (after & ~before).any()
+        else:  # shifted by half its side: most of it has left its place
+            assert claims[i] == 2 and (after & before).sum() <= before.sum() / 2
+    again = corrupt(labels, [2] * 10, 0.3, 5, np.random.default_rng(0))
+    assert np.array_equal(again[0], out) and again[3] == how
+    assert not corrupt(labels, [2] * 10, 0.0, 5, np.random.default_rng(0))[2].any()
+
+
+def test_catch_rate_compares_the_dropped_share_with_the_spoilt_samples():
+    keys = [f"k{i}" for i in range(10)]
+    values = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.95, 0.3, 0.85, 0.75, 0.65])  # drops k1, k3, k6 at retain 0.7
+    spoilt = np.zeros(10, bool)
+    spoilt[[1, 3, 4]] = True
+    how = [""] * 10
+    how[1], how[3], how[4] = "shift", "erode", "swap"
+    c = catch_rate(values, keys, spoilt, how, 0.7)
+    assert c["dropped"] == 3 and c["spoilt"] == 3
+    assert c["precision"] == round(2 / 3, 6) and c["recall"] == round(2 / 3, 6)
+    assert (c["recall_shift"], c["recall_erode"], c["recall_swap"]) == (1.0, 1.0, 0.0)
+
+
+def test_loop_hands_each_round_to_the_judge_and_collects_the_fresh_samples():
+    f = Fakes()
+    initial = Samples(["d0"], np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), np.uint8))
+    seen, fresh = [], []
+
+    def judge(r, samples, preds, values):
+        seen.append((r, list(samples.keys), preds.shape, values.round(3).tolist()))
+        return {"round_seen": r}
+
+    res = run(initial, f.generate, f.train, f.predict, rounds=2, retain=0.6, finetune=True, judge=judge,
+              progress=False, fresh_out=fresh)
+    assert [s[0] for s in seen] == [1, 2] and seen[0][2] == (5, 4, 4)
+    assert seen[0][3] == [1.0, 0.0, 0.333, 0.6, 0.333]
+    assert [r.get("judge") for r in res.rounds] == [None, {"round_seen": 1}, {"round_seen": 2}]
+    assert [(r, list(s.keys), idx) for r, s, _, idx in fresh][0] == (1, [f"r1_{i}" for i in range(5)], [0, 3, 2])

@@ -503,8 +503,8 @@ class Report(_Section):
 
 
 class Active(_Section):
-    """Adversarial active learning (paper §3.3, Algorithm 1); read by ``stages/active_learning.py``,
-    which no default stage runs (see docs/active_learning.md).
+    """Adversarial active learning (paper §3.3, Algorithm 1): the ``filter`` stage (see
+    docs/active_learning.md).
 
     Round 0's model is the one ``train_synthetic`` trained on the initial synthetic set; each
     later round generates ``per_class`` fresh single-object samples per class with seeds derived
@@ -514,15 +514,19 @@ class Active(_Section):
 
     seed: int = 0  # base of the per-round generation seeds (rounds never share a sample)
     threads: int = Field(2, ge=1)
-    rounds: int = Field(3, ge=0)  # generate-score-retrain cycles after round 0; 0 = no active learning
-    per_class: int = Field(30, gt=0)  # fresh samples per class per round
+    rounds: int = Field(1, ge=0)  # generate-score-retrain cycles after round 0; 0 = no active learning
+    per_class: int = Field(10, gt=0)  # fresh samples per class per round
     retain: float = Field(0.7, gt=0, le=1)  # alpha: share of each round's fresh samples kept (paper: 0.7)
     finetune: bool = True  # True: round r starts from round r-1's weights; False: from scratch
-    round_steps: int = Field(500, gt=0)  # segmenter steps in each round after round 0
+    round_steps: int = Field(150, gt=0)  # segmenter steps in each round after round 0
+    # judging the filter: a fresh mask is bad below this IoU against the oracle segmenter's prediction;
+    # this share of a copy of each round's masks is spoilt to measure what the filter catches
+    bad_below: float = Field(0.5, gt=0, le=1)
+    corrupt_share: float = Field(0.3, ge=0, le=1)
 
 
 # the sections whose ``seed`` the replicate seed (top-level ``seed``) offsets
-REPLICATED = ("generate", "compose", "train")
+REPLICATED = ("generate", "compose", "train", "active")
 
 
 class Params(_Section):

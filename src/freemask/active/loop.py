@@ -62,6 +62,7 @@ Generate = Callable[[int], Samples]  # round -> fresh single-object samples (cla
 Train = Callable[[Samples, int, Any], Any]  # (pool, round, model to start from or None) -> model
 Predict = Callable[[Any, np.ndarray], np.ndarray]  # (model, images) -> label maps
 Evaluate = Callable[[Any], float]  # model -> val mIoU
+Judge = Callable[[int, Samples, np.ndarray, np.ndarray], dict]  # (round, fresh, predictions, scores) -> metrics
 
 
 @dataclass
@@ -80,8 +81,12 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def run(initial: Samples, generate: Generate, train: Train, predict: Predict, *, rounds: int, retain: float,
-        finetune: bool, evaluate: Evaluate | None = None, progress: bool = True) -> Result:
-    """Algorithm 1 for ``rounds`` generate-score-retrain cycles after round 0 (see the module doc)."""
+        finetune: bool, evaluate: Evaluate | None = None, judge: Judge | None = None, progress: bool = True,
+        fresh_out: list | None = None) -> Result:
+    """Algorithm 1 for ``rounds`` generate-score-retrain cycles after round 0 (see the module doc).
+    ``judge`` adds its metrics of each round's fresh samples, their predictions and scores to the
+    round's row (under ``judge``); ``fresh_out`` collects (round, fresh samples, scores, kept
+    indices) of every round."""
     if rounds < 0:
         raise ValueError(f"active.rounds must be >= 0, got {rounds}")
     if not len(initial):
@@ -96,7 +101,8 @@ def run(initial: Samples, generate: Generate, train: Train, predict: Predict, *,
             if not len(fresh) or len(fresh.classes) != len(fresh):
                 raise ValueError(f"round {r}: the generator returned {len(fresh)} samples and "
                                  f"{len(fresh.classes)} class ids; fresh samples need one class each")
-            s = scores(predict(model, fresh.images), fresh.labels, fresh.classes)
+            preds = predict(model, fresh.images)
+            s = scores(preds, fresh.labels, fresh.classes)
             idx = select_top(fresh.keys, s, retain)
             kept = fresh.take(idx)
             pool = pool + kept
@@ -104,6 +110,10 @@ def run(initial: Samples, generate: Generate, train: Train, predict: Predict, *,
             row.update(generated=len(fresh), kept=len(kept), kept_share=round(len(kept) / len(fresh), 6),
                        score=_summary(s), kept_score=_summary(s[idx]),
                        threshold=round(float(s[idx[-1]]), 6) if idx else None)
+            if judge is not None:
+                row["judge"] = judge(r, fresh, preds, s)
+            if fresh_out is not None:
+                fresh_out.append((r, fresh, s, idx))
         model = train(pool, r, model if finetune else None)
         row["pool"] = len(pool)
         if evaluate is not None:

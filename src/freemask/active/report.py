@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,6 +25,22 @@ def rounds_table(rounds: list[dict]) -> str:
         lines.append(f"| {r['round']} | {r['pool']} | {r.get('generated', '–')} | {r.get('kept', '–')} "
                      f"| {_f(r.get('kept_share'), 2)} | {_f(s.get('mean'))} | {_f(s.get('median'))} "
                      f"| {_f(s.get('min'))}–{_f(s.get('max'))} | {_f(r.get('threshold'))} | {_f(r.get('val_mIoU'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def judge_table(rounds: list[dict]) -> str:
+    """One row per judged round: bad masks (against the oracle), the score's AUC at finding them, and
+    the catch rate of the spoilt copies (precision, recall, recall per kind)."""
+    lines = ["| round | fresh | bad masks | AUC (bad masks) | spoilt | precision | recall | shift | erode | swap |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        j = r.get("judge")
+        if j is None:
+            continue
+        c = j["catch"]
+        lines.append(f"| {r['round']} | {r['generated']} | {j['bad']} | {_f(j['auc'])} | {c['spoilt']} "
+                     f"| {_f(c['precision'])} | {_f(c['recall'])} | {_f(c['recall_shift'])} | {_f(c['recall_erode'])} "
+                     f"| {_f(c['recall_swap'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -59,3 +76,33 @@ def plot_curves(series: dict[str, list[dict]], path: str | Path, sweep: bool = F
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def plot_rows(rounds: list[dict]) -> list[dict]:
+    """One flat record per round: what dvc.yaml's plots draw."""
+    out = []
+    for r in rounds:
+        judge = r.get("judge", {})
+        catch = judge.get("catch", {})
+        out.append({"round": r["round"], "pool": r["pool"], "val_mIoU": r.get("val_mIoU"),
+                    "score_median": r.get("score", {}).get("median"), "threshold": r.get("threshold"),
+                    "auc_bad_masks": judge.get("auc"), "catch_precision": catch.get("precision"),
+                    "catch_recall": catch.get("recall")})
+    return out
+
+
+def headline(rounds: list[dict]) -> dict:
+    """The final val mIoU, its gain over round 0, and the filter's judgement pooled over the rounds
+    (mean of the per-round figures)."""
+    judged = [r["judge"] for r in rounds if "judge" in r]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return round(float(np.mean(values)), 6) if values else None
+
+    gain = round(rounds[-1]["val_mIoU"] - rounds[0]["val_mIoU"], 6)
+    return {"final_val_mIoU": rounds[-1]["val_mIoU"], "gain_over_round_0": gain,
+            "auc_bad_masks": mean(j["auc"] for j in judged),
+            "bad_mask_share": mean(j["bad"] / len(j["oracle_iou_per_sample"]) for j in judged),
+            "catch_precision": mean(j["catch"]["precision"] for j in judged),
+            "catch_recall": mean(j["catch"]["recall"] for j in judged)}

@@ -31,11 +31,14 @@ from ..metrics.segmentation import confusion_matrix, summarize
 from ..params import Active, Generate, Train
 from ..segmenters.mask2former import load_segmenter, predict, train_segmenter
 from ..world.spec import class_index
-from .loop import Result, Samples, run
+from .judge import auc, catch_rate, corrupt
+from .loop import Result, Samples, _summary, run
+from .select import scores
 
 NAMES = list(toy_labels().names)
 NUM_LABELS = len(NAMES)
 _ROUND_STREAM = 0xAC71  # keeps round seeds apart from other uses of sample_seed(active.seed, ...)
+_JUDGE_STREAM = 0x1D6E  # the spoiling of a round's copy of the fresh masks
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -162,6 +165,23 @@ def val_miou(images: np.ndarray, labels: np.ndarray, batch_size: int = 32):
     return evaluate
 
 
+def oracle_judge(oracle, active: Active, batch_size: int = 32):
+    """``judge`` for :func:`freemask.active.loop.run` (see :mod:`.judge`): a fresh sample's mask is
+    bad when its IoU against the ``oracle`` segmenter's prediction, for its class, is below
+    ``active.bad_below``; the catch rate spoils ``active.corrupt_share`` of a copy of the round's
+    masks, drawn from (``active.seed``, round)."""
+    def judge(round_: int, fresh: Samples, preds: np.ndarray, values: np.ndarray) -> dict:
+        reference = scores(predict(oracle, fresh.images, batch_size), fresh.labels, fresh.classes)
+        bad = reference < active.bad_below
+        rng = np.random.default_rng([active.seed, round_, _JUDGE_STREAM])
+        labels, claims, spoilt, how = corrupt(fresh.labels, fresh.classes, active.corrupt_share, NUM_LABELS - 1, rng)
+        value = auc(values, bad)
+        return {"oracle_iou": _summary(reference), "oracle_iou_per_sample": [round(float(v), 6) for v in reference],
+                "bad": int(bad.sum()), "auc": None if value is None else round(value, 6),
+                "catch": catch_rate(scores(preds, labels, claims), fresh.keys, spoilt, how, active.retain)}
+    return judge
+
+
 def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
     """Shards' ``image.png``/``label.png`` samples, keys ``{prefix}_{folder}_{key}`` (unique across folders)."""
     m = read_members(directories, ("image.png", "label.png"))
@@ -172,16 +192,20 @@ def load_samples(*directories: str | Path, prefix: str = "d0") -> Samples:
 def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: str | Path, initial: Samples,
             work_dir: str | Path, val: tuple[np.ndarray, np.ndarray] | None = None,
             used: list[PlannedSample] = (), progress: bool = True, initial_model: str | Path | None = None,
-            cache_dir: str | Path | None = None) -> tuple[Result, Trainer]:
+            cache_dir: str | Path | None = None, oracle_model: str | Path | None = None,
+            fresh_out: list | None = None) -> tuple[Result, Trainer]:
     """Algorithm 1 on the toy world; models of every round under ``work_dir``. ``initial_model``: see
-    :class:`Trainer`; ``cache_dir``: see :class:`FreshSamples`."""
+    :class:`Trainer`; ``cache_dir``: see :class:`FreshSamples`; ``oracle_model``: the segmenter whose
+    predictions judge the filter (:func:`oracle_judge`); ``fresh_out``: see
+    :func:`freemask.active.loop.run`."""
     gen = load_generator(generator_dir)
     trainer = Trainer(train_cfg, active, work_dir, progress, initial_model=initial_model)
     fresh = FreshSamples(gen, gen_cfg, active, used, cache_dir=cache_dir,
                          generator_dir=None if cache_dir is None else generator_dir)
     result = run(initial, fresh, trainer, lambda m, x: predict(m, x),
                  rounds=active.rounds, retain=active.retain, finetune=active.finetune,
-                 evaluate=None if val is None else val_miou(*val), progress=progress)
+                 evaluate=None if val is None else val_miou(*val), progress=progress, fresh_out=fresh_out,
+                 judge=None if oracle_model is None else oracle_judge(load_segmenter(oracle_model), active))
     return result, trainer
 
 
@@ -195,3 +219,22 @@ def write_pool(pool: Samples, out_dir: str | Path, shard_size: int) -> None:
         shards.write_shard(out / shards.shard_name(s // shard_size),
                            [(k, {"image.png": pool.images[i], "label.png": pool.labels[i]})
                             for i, k in enumerate(pool.keys[s:s + shard_size], start=s)])
+
+
+def write_fresh(fresh_rounds: list, rounds: list[dict], out_dir: str | Path, shard_size: int) -> None:
+    """Every round's fresh samples (``fresh_out`` of :func:`freemask.active.loop.run`) as shards, each
+    with its class, round, score, whether it was kept and, where the round was judged, its oracle IoU."""
+    records = []
+    for (r, fresh, values, kept), row in zip(fresh_rounds, rounds[1:]):
+        oracle = row.get("judge", {}).get("oracle_iou_per_sample")
+        kept = set(kept)
+        for i, key in enumerate(fresh.keys):
+            meta = {"class": NAMES[fresh.classes[i]], "round": r, "score": round(float(values[i]), 6),
+                    "kept": i in kept, **({"oracle_iou": oracle[i]} if oracle else {})}
+            records.append((key, {"image.png": fresh.images[i], "label.png": fresh.labels[i], "meta.json": meta}))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("shard-*.tar"):
+        old.unlink()
+    for s in range(0, len(records), shard_size):
+        shards.write_shard(out / shards.shard_name(s // shard_size), records[s:s + shard_size])
