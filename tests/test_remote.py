@@ -36,7 +36,7 @@ def _run(args: list[str], cwd: Path, env: dict) -> str:
 
 def _env(base: dict, clone: Path) -> dict:
     """The stages import the clone's own code."""
-    return dict(base, PYTHONPATH=os.pathsep.join([str(clone / "src"), os.environ.get("PYTHONPATH", "")]))
+    return dict(base, PYTHONPATH=os.pathsep.join(filter(None, [str(clone / "src"), os.environ.get("PYTHONPATH")])))
 
 
 def _dvc(clone: Path, base: dict, *args: str) -> str:
@@ -78,9 +78,11 @@ def pushed(tmp_path_factory):
                XDG_CONFIG_HOME=str(dirs["home"] / ".config"), XDG_CACHE_HOME=str(dirs["home"] / ".cache"),
                DVC_GLOBAL_CONFIG_DIR=str(dirs["dvc_global"]), DVC_SYSTEM_CONFIG_DIR=str(dirs["dvc_system"]),
                DVC_SITE_CACHE_DIR=str(dirs["dvc_site"]), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
-    head = _run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], ROOT, env).strip()
+    # this checkout is read with the caller's git configuration (which may be what lets git read it, as
+    # safe.directory does); the clones, made here, with none
+    head = _run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], ROOT, dict(os.environ)).strip()
     a, remote = tmp / "a", tmp / "store"
-    _run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(a)], tmp, env)
+    _run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(a)], tmp, dict(os.environ))
     _run(["git", "checkout", "-q", "-B", "shared", head], a, env)
     _dvc(a, env, "remote", "add", "--local", "-d", "store", str(remote))
 
