@@ -67,6 +67,9 @@ def test_dvc_repro_runs_every_stage_and_is_then_up_to_date(tiny_repo):
     assert (repo / "reports/tables.md").read_text().startswith("# freemask")
     for png in ("samples.png", "figures/per_class_iou.png", "figures/training_curves.png"):
         assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    gallery = json.loads((repo / "metrics/details/gallery.json").read_text())
+    assert gallery["samples"] == gallery["shown"] == 16  # every generated object (2 per class)
+    assert (repo / "reports/gallery.html").read_text().startswith("<!DOCTYPE html>")
     lock1 = (repo / "dvc.lock").read_text()
     out = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
     assert "up to date" in out.lower() or "didn't change" in out.lower()

@@ -502,6 +502,17 @@ class Report(_Section):
     grid_samples: int = Field(16, gt=0)
 
 
+class Gallery(_Section):
+    """The dataset gallery (``freemask.reports.gallery``), read by ``stages/gallery.py``: generated
+    single-object samples with their masks and filter scores in one static HTML page."""
+
+    threads: int = Field(2, ge=1)
+    batch_size: int = Field(32, gt=0)  # images per forward pass of the segmenter that scores them
+    # at most this many samples, taken in turn from each class in key order (the toy world has 480)
+    samples: int = Field(1000, gt=0)
+    scale: int = Field(4, ge=1, le=16)  # nearest-neighbour enlargement of the images in the page
+
+
 class Active(_Section):
     """Adversarial active learning (paper §3.3, Algorithm 1): the ``filter`` stage (see
     docs/active_learning.md).
@@ -547,6 +558,7 @@ class Params(_Section):
     evaluate: Evaluate = Evaluate()
     thesaurus: Thesaurus = Thesaurus()
     report: Report = Report()
+    gallery: Gallery = Gallery()
     active: Active = Active()
 
     @model_validator(mode="after")
