@@ -26,6 +26,7 @@ TINY = {
     "affinity_net": {"steps": 3, "batch_size": 4},
     "harmonize": {"steps": 3, "batch_size": 4, "width": 4, "train_pairs": 16, "val_pairs": 8},
     "report": {"grid_samples": 8},
+    "active": {"per_class": 1, "round_steps": 2},
 }
 
 
@@ -67,6 +68,11 @@ def test_dvc_repro_runs_every_stage_and_is_then_up_to_date(tiny_repo):
     assert (repo / "reports/tables.md").read_text().startswith("# freemask")
     for png in ("samples.png", "figures/per_class_iou.png", "figures/training_curves.png"):
         assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    rounds = json.loads((repo / "metrics/details/filter_rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1] and 0 <= rounds[1]["val_mIoU"] <= 1
+    assert set(json.loads((repo / "metrics/filter.json").read_text())) >= {"final_val_mIoU", "auc_bad_masks",
+                                                                           "catch_precision", "catch_recall"}
+    assert "## Filtering (Algorithm 1)" in (repo / "reports/tables.md").read_text()
     gallery = json.loads((repo / "metrics/details/gallery.json").read_text())
     assert gallery["samples"] == gallery["shown"] == 16  # every generated object (2 per class)
     assert (repo / "reports/gallery.html").read_text().startswith("<!DOCTYPE html>")
