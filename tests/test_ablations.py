@@ -2,7 +2,7 @@
 import copy
 
 from freemask.params import dump_defaults, validate
-from freemask.reports.ablations import BALLOON, MIOU, TABLE5, queue_commands, table5
+from freemask.reports.ablations import BALLOON, MIOU, SWEEPS, TABLE5, queue_args, queue_commands, table5
 
 
 def _set(data: dict, dotted: str, value) -> None:
@@ -14,7 +14,7 @@ def _set(data: dict, dotted: str, value) -> None:
 
 
 def test_every_row_is_a_valid_params_override():
-    for overrides in TABLE5.values():
+    for overrides in (row for sweep in SWEEPS.values() for row in sweep.values()):
         data = copy.deepcopy(dump_defaults())
         for k, v in overrides.items():
             _set(data, k, v)
@@ -65,3 +65,20 @@ def test_groups_kept_from_an_earlier_spread_are_marked_with_their_commit():
     row = {line.split(" | ")[0].lstrip("| "): line for line in table5(merged).splitlines()[2:]}
     assert row["harmonization: statistics"].startswith("| harmonization: statistics | 0, 1, 2 | bbbbbbb | 91.0 ± 1.0")
     assert "| aaaaaaa |" in row["full editing"]
+
+
+def test_queue_names_every_sweep_s_rows_and_the_seed_span():
+    from typer.testing import CliRunner
+
+    from freemask.cli import app
+
+    assert queue_args("rules", (1, 5))[0] == ["dvc", "exp", "run", "--queue", "-S", "generate.threshold.rule=fixed",
+                                              "-S", "seed=range(1,5)"]
+    res = CliRunner().invoke(app, ["queue", "all", "--seeds", "0-1", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    n = sum(1 for sweep in SWEEPS.values() for row in sweep.values() if row)
+    assert len(lines) == n + 1 and lines[-1].startswith(f"{n} commands ({2 * n} experiments)")
+    assert any("-S active.retain=1.0" in line for line in lines)
+    bad = CliRunner().invoke(app, ["queue", "tabel5", "--dry-run"])
+    assert bad.exit_code == 2 and "no sweep 'tabel5': one of table5, rules, retention" in bad.output

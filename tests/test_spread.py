@@ -155,3 +155,18 @@ def test_the_committed_baseline_guards_every_metric_the_pipeline_writes():
     base = json.loads((root / "metrics/baseline.json").read_text())
     assert set(base["metrics"]) == set(workspace_metrics(root))
     assert base["rule"]["k"] > 0 and len(base["rule"]["runs"]) >= 3
+
+
+def test_reported_metrics_are_spread_when_present_but_never_guarded(tmp_path):
+    from freemask.metrics.spread import REPORTED
+
+    _write_metrics(tmp_path, 0.8, 0.9, 0.7)
+    assert not any(m.startswith("metrics/filter.json:") for m in workspace_metrics(tmp_path))  # absent: skipped
+    (tmp_path / "metrics/filter.json").write_text(json.dumps({"final_val_mIoU": 0.81, "auc_bad_masks": None}))
+    got = workspace_metrics(tmp_path)
+    assert got["metrics/filter.json:final_val_mIoU"] == 0.81 and "metrics/filter.json:auc_bad_masks" not in got
+    group = groups([{"name": n, "rev": n, "params": {"seed": s}, "metrics": {**got, "metrics/filter.json:final_val_mIoU": v}}
+                    for n, s, v in (("a", 0, 0.8), ("b", 1, 0.82), ("c", 2, 0.84))])[0]
+    assert group["metrics"]["metrics/filter.json:final_val_mIoU"]["n"] == 3
+    base = baseline(group, 4.0, 0.01)
+    assert "metrics/filter.json" in REPORTED and not any(m.startswith("metrics/filter.json") for m in base["metrics"])

@@ -237,6 +237,38 @@ def spread(
 
 
 @app.command()
+def queue(
+    sweeps: list[str] = typer.Argument(..., help="table5 (the image-editing ablations), rules (the baseline mask "
+                                       "rules), retention (Figure 9), or all"),
+    seeds: str = typer.Option("0-2", help="the replicate seeds, FIRST-LAST"),
+    dry_run: bool = typer.Option(False, help="print the commands without queueing them"),
+) -> None:
+    """Queue every row of the named sweeps as DVC experiments (`dvc exp run --queue`), each over the
+    seeds; `dvc queue start -j 1` runs them and `freemask spread` compares them."""
+    import subprocess
+
+    from .reports.ablations import SWEEPS, queue_args
+
+    names = list(SWEEPS) if sweeps == ["all"] else sweeps
+    first, _, last = seeds.partition("-")
+    with _exit_on(KeyError, ValueError):
+        span = (int(first), int(last or first) + 1)
+        if span[1] <= span[0]:
+            raise ValueError(f"--seeds {seeds}: LAST must not be below FIRST")
+        commands = [args for name in names for args in queue_args(name, span)]
+    for args in commands:
+        typer.echo(" ".join(args))
+        if not dry_run:
+            done = subprocess.run(args, capture_output=True, text=True)
+            if done.returncode != 0:
+                typer.echo(f"error: {' '.join(args)} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}",
+                           err=True)
+                raise typer.Exit(2)
+    typer.echo(f"{len(commands)} commands ({len(commands) * (span[1] - span[0])} experiments); "
+               "run them with `dvc queue start -j 1`")
+
+
+@app.command()
 def regress(baseline: Path = typer.Option(Path("metrics/baseline.json"), help="written by `freemask spread --baseline`"),
             root: Path = typer.Option(Path("."), help="the work tree whose metrics are checked")) -> None:
     """Compare this run's metrics with the committed baseline; exit 1 when one fell below mean − tolerance."""

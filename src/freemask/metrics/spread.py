@@ -29,6 +29,10 @@ GUARDED = {
     "metrics/details/eval.json": ["val.synthetic.per_class.*", "val.upper_bound.per_class.*"],
     "metrics/generator_quality.json": ["*"],
 }
+# metrics files a run may lack (older commits), reported in the spread but never guarded by the baseline
+REPORTED = {
+    "metrics/filter.json": ["*"],
+}
 REPLICATE_KEY = "seed"
 # metrics (fnmatch on "<file>:<dotted key>") whose sd is pooled with their family's: the metrics
 # that share the file and the key up to its last component (the classes of one model on one split)
@@ -46,8 +50,9 @@ def flatten(d) -> dict[str, float]:
 
 
 def guarded_metrics(read: Callable[[str], str | None], where: str) -> dict[str, float]:
-    """``{"<file>:<dotted key>": value}`` for the keys of :data:`GUARDED`; ``read(path)`` gives a
-    file's text (None if absent). ``where`` names the run in errors."""
+    """``{"<file>:<dotted key>": value}`` for the keys of :data:`GUARDED` and of the :data:`REPORTED`
+    files the run has; ``read(path)`` gives a file's text (None if absent). ``where`` names the run
+    in errors."""
     out = {}
     for path, patterns in GUARDED.items():
         text = read(path)
@@ -55,6 +60,13 @@ def guarded_metrics(read: Callable[[str], str | None], where: str) -> dict[str, 
             raise SpreadError(f"{where}: {path} is missing (run the pipeline first)")
         try:
             values = flatten(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise SpreadError(f"{where}: {path} is not valid JSON ({err})") from None
+        out.update({f"{path}:{k}": v for k, v in values.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)})
+    for path, patterns in REPORTED.items():
+        text = read(path)
+        try:
+            values = {} if text is None else flatten(json.loads(text))
         except json.JSONDecodeError as err:
             raise SpreadError(f"{where}: {path} is not valid JSON ({err})") from None
         out.update({f"{path}:{k}": v for k, v in values.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)})
@@ -176,6 +188,8 @@ def baseline(group: dict, k: float, floor: float) -> dict:
     pooled = pooled_sd(group)
     metrics = {}
     for m, s in group["metrics"].items():
+        if m.split(":", 1)[0] in REPORTED:
+            continue
         entry = {"mean": s["mean"], "sd": s["sd"], "n": s["n"]}
         sd = s["sd"]
         if family(m) in pooled:

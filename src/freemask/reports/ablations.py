@@ -2,6 +2,8 @@
 back from the seed-spread groups (``freemask spread``) and laid out against the full pipeline."""
 from __future__ import annotations
 
+import shlex
+
 FULL = {"compose.mode": "thesaurus", "compose.placement": "learned", "compose.harmonize": "rain",
         "compose.max_overlap": 0.3, "compose.min_visible": 0.2}
 
@@ -17,14 +19,30 @@ TABLE5 = {
     "baseline (defaults: by background, random placement, no harmonization)": {},
 }
 
+# the paper's mask-rule comparisons (the default rule, affinity, is the baseline commit's own run)
+RULES = {f"mask rule: {rule}": {"generate.threshold.rule": rule}
+         for rule in ("fixed", "otsu", "diffumask", "dataset_diffusion")}
+# Figure 9 (the default retention, 0.7, is the baseline commit's own run)
+RETENTION = {f"retain α = {a}": {"active.retain": a} for a in (0.5, 0.6, 0.8, 0.9, 1.0)}
+SWEEPS = {"table5": TABLE5, "rules": RULES, "retention": RETENTION}
+
 MIOU = "metrics/eval.json:val.synthetic_mIoU"
 BALLOON = "metrics/details/eval.json:val.synthetic.per_class.balloon"
 
 
-def queue_commands() -> list[str]:
-    """The ``dvc exp run --queue`` command of each row but the baseline's, over seeds 0-2."""
-    return [" ".join(["dvc exp run --queue", *(f"-S {k}={v}" for k, v in row.items()), "-S 'seed=range(0,3)'"])
-            for row in TABLE5.values() if row]
+def queue_args(sweep: str = "table5", seeds: tuple[int, int] = (0, 3)) -> list[list[str]]:
+    """The ``dvc exp run --queue`` argv of each row of :data:`SWEEPS` ``[sweep]`` but the baseline's,
+    over the seeds ``range(*seeds)``."""
+    if sweep not in SWEEPS:
+        raise KeyError(f"no sweep {sweep!r}: one of {', '.join(SWEEPS)}")
+    seed = f"seed=range({seeds[0]},{seeds[1]})"
+    return [["dvc", "exp", "run", "--queue", *(a for k, v in row.items() for a in ("-S", f"{k}={v}")), "-S", seed]
+            for row in SWEEPS[sweep].values() if row]
+
+
+def queue_commands(sweep: str = "table5", seeds: tuple[int, int] = (0, 3)) -> list[str]:
+    """:func:`queue_args` as shell commands."""
+    return [shlex.join(args) for args in queue_args(sweep, seeds)]
 
 
 def _row_group(groups: list[dict], overrides: dict) -> dict | None:
