@@ -209,16 +209,20 @@ def run_toy(active: Active, gen_cfg: Generate, train_cfg: Train, generator_dir: 
     return result, trainer
 
 
-def write_pool(pool: Samples, out_dir: str | Path, shard_size: int) -> None:
-    """The final pool as shards (``image.png``, ``label.png``), in pool order."""
+def _write_records(records: list[tuple[str, dict]], out_dir: str | Path, shard_size: int) -> None:
+    """``records`` as the only shards of ``out_dir``, ``shard_size`` samples each, in order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("shard-*.tar"):
         old.unlink()
-    for s in range(0, len(pool), shard_size):
-        shards.write_shard(out / shards.shard_name(s // shard_size),
-                           [(k, {"image.png": pool.images[i], "label.png": pool.labels[i]})
-                            for i, k in enumerate(pool.keys[s:s + shard_size], start=s)])
+    for s in range(0, len(records), shard_size):
+        shards.write_shard(out / shards.shard_name(s // shard_size), records[s:s + shard_size])
+
+
+def write_pool(pool: Samples, out_dir: str | Path, shard_size: int) -> None:
+    """The final pool as shards (``image.png``, ``label.png``), in pool order."""
+    _write_records([(k, {"image.png": pool.images[i], "label.png": pool.labels[i]}) for i, k in enumerate(pool.keys)],
+                   out_dir, shard_size)
 
 
 def write_fresh(fresh_rounds: list, rounds: list[dict], out_dir: str | Path, shard_size: int) -> None:
@@ -232,9 +236,4 @@ def write_fresh(fresh_rounds: list, rounds: list[dict], out_dir: str | Path, sha
             meta = {"class": NAMES[fresh.classes[i]], "round": r, "score": round(float(values[i]), 6),
                     "kept": i in kept, **({"oracle_iou": oracle[i]} if oracle else {})}
             records.append((key, {"image.png": fresh.images[i], "label.png": fresh.labels[i], "meta.json": meta}))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("shard-*.tar"):
-        old.unlink()
-    for s in range(0, len(records), shard_size):
-        shards.write_shard(out / shards.shard_name(s // shard_size), records[s:s + shard_size])
+    _write_records(records, out_dir, shard_size)
