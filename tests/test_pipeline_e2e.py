@@ -27,6 +27,7 @@ TINY = {
     "harmonize": {"steps": 3, "batch_size": 4, "width": 4, "train_pairs": 16, "val_pairs": 8},
     "report": {"grid_samples": 8},
     "active": {"per_class": 1, "round_steps": 2},
+    "finetune": {"real_images": 6, "steps": 2, "eval_every": 1},
 }
 
 
@@ -38,7 +39,8 @@ def _run(args, cwd, env):
 
 @pytest.fixture
 def tiny_repo(tmp_path):
-    for item in ("dvc.yaml", "stages", "src", "metrics/spread.json", "metrics/ablations.json"):  # committed measurements
+    for item in ("dvc.yaml", "stages", "src", "metrics/spread.json", "metrics/ablations.json",
+                 "metrics/retention.json"):  # committed measurements
         src = ROOT / item
         (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
@@ -72,7 +74,14 @@ def test_dvc_repro_runs_every_stage_and_is_then_up_to_date(tiny_repo):
     assert [r["round"] for r in rounds] == [0, 1] and 0 <= rounds[1]["val_mIoU"] <= 1
     assert set(json.loads((repo / "metrics/filter.json").read_text())) >= {"final_val_mIoU", "auc_bad_masks",
                                                                            "catch_precision", "catch_recall"}
-    assert "## Filtering (Algorithm 1)" in (repo / "reports/tables.md").read_text()
+    tables = (repo / "reports/tables.md").read_text()
+    assert "## Filtering (Algorithm 1)" in tables
+    finetune = json.loads((repo / "metrics/details/finetune.json").read_text())
+    assert finetune["real_images"] == 6 and set(finetune["val"]) == {"synthetic_plus_real", "real_subset"}
+    assert set(finetune["val"]["real_subset"]["table3"]["per_group"]) == {"vehicle", "disc"}
+    for section in ("### Table 2", "### Table 3", "### Table 4", "### Figure 9"):
+        assert section in tables, section
+    assert (repo / "reports/figures/retention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     gallery = json.loads((repo / "metrics/details/gallery.json").read_text())
     assert gallery["samples"] == gallery["shown"] == 16  # every generated object (2 per class)
     assert (repo / "reports/gallery.html").read_text().startswith("<!DOCTYPE html>")

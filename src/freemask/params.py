@@ -485,6 +485,9 @@ class Evaluate(_Section):
     batch_size: int = Field(32, gt=0)
     # a second val split rendered with this world seed (never used to choose anything)
     fresh_world_seed: int = Field(2026, ge=0)
+    # Table 3's layout: group -> member classes, scored with every other class as background;
+    # None: the profile's own (metrics.evaluation.PROFILE_GROUPINGS)
+    groups: dict[str, list[str]] | None = None
 
 
 class Thesaurus(_Section):
@@ -536,8 +539,23 @@ class Active(_Section):
     corrupt_share: float = Field(0.3, ge=0, le=1)
 
 
+class Finetune(_Section):
+    """The "S + R" rows of the paper's Table 2 (``stages/finetune.py``): ``real_images`` real train
+    images, drawn by ``seed``; the synthetic-trained segmenter fine-tuned on them and a fresh one
+    trained on them alone, both for ``steps`` steps (architecture and augmentation from ``train``)."""
+
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    real_images: int = Field(100, gt=1)
+    steps: int = Field(200, gt=0)
+    lr: float = Field(0.003, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    eval_every: int = Field(50, gt=0)
+    batch_size: int = Field(32, gt=0)  # val images per forward pass
+
+
 # the sections whose ``seed`` the replicate seed (top-level ``seed``) offsets
-REPLICATED = ("generate", "compose", "train", "active")
+REPLICATED = ("generate", "compose", "train", "active", "finetune")
 
 
 class Params(_Section):
@@ -560,12 +578,27 @@ class Params(_Section):
     report: Report = Report()
     gallery: Gallery = Gallery()
     active: Active = Active()
+    finetune: Finetune = Finetune()
 
     @model_validator(mode="after")
     def _per_class_params_name_the_classes(self):
         d = self.generate.diffumask
         _every_class(d.thresholds, "threshold", "generate.diffumask.thresholds", self.profile.classes)
         _every_class(d.resolutions, "resolution list", "generate.diffumask.resolutions", self.profile.classes)
+        return self
+
+    @model_validator(mode="after")
+    def _groups_name_the_classes(self):
+        seen: dict[str, str] = {}
+        for g, members in (self.evaluate.groups or {}).items():
+            if not members:
+                raise ValueError(f"evaluate.groups.{g}: a group needs at least one class")
+            for m in members:
+                if m not in self.profile.classes:
+                    raise ValueError(f"evaluate.groups.{g}: {m!r} is not a class of profile {self.profile.name!r}")
+                if m in seen:
+                    raise ValueError(f"evaluate.groups.{g}: {m!r} is in group {seen[m]!r} too")
+                seen[m] = g
         return self
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ GUARDED = {
 # metrics files a run may lack (older commits), reported in the spread but never guarded by the baseline
 REPORTED = {
     "metrics/filter.json": ["*"],
+    "metrics/finetune.json": ["*"],
 }
 REPLICATE_KEY = "seed"
 # metrics (fnmatch on "<file>:<dotted key>") whose sd is pooled with their family's: the metrics
