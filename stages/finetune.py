@@ -1,6 +1,7 @@
 """DVC stage `finetune`: the "S + R" rows of the paper's Table 2. The synthetic-trained segmenter
-fine-tuned on ``finetune.real_images`` real train images, and a fresh segmenter trained on the same
-images alone with the same schedule; both scored on the val split like `evaluate` scores the others.
+fine-tuned on ``finetune.real_images`` real train images (at ``finetune.lr``), and a fresh segmenter
+trained on the same images alone for as many steps (at ``train.lr``); both scored on the val split
+like `evaluate` scores the others.
 
 Checkpoints go to data/work/finetune_<run>/ (outside the DVC output): a killed run resumes there."""
 from freemask.data.profile import real_split
@@ -18,10 +19,10 @@ def main(p):
                                  p.finetune.seed)
     val_images, val_labels = real_split(p, p.data.val_split)
     grouping = grouping_for(p.profile.name, p.evaluate.groups)
-    cfg = schedule(p.train, p.finetune)
     headline, details = {"real_images": len(images)}, {}
     for run, init in RUNS.items():
         out = f"models/finetune_{run}"
+        cfg = schedule(p.train, p.finetune, from_scratch=init is None)
         stats = train_segmenter(cfg, images, labels, len(names), out, class_names=names, init_from=init,
                                 work_dir=f"data/work/finetune_{run}")
         pred = predict(load_segmenter(out), val_images, p.finetune.batch_size)

@@ -33,9 +33,9 @@ def paper_section(evaluated: dict, finetuned: dict, spread_group: dict, retentio
         "table: the real segmenters then train with those classes' pixels ignored (docs/profiles.md).\n")
     rows = retention_rows(retention["groups"], default_retain)
     return ("\n## The paper's tables, toy analogs (toy val as stored; docs/report.md)\n\n"
-            f"### Table 2: per-class IoU (%), this run (in brackets: mean ± sd over the seed spread's runs)\n\n"
+            "### Table 2: per-class IoU (%), this run (in brackets: mean ± sd over the seed spread's runs)\n\n"
             "S + R: the synthetic-only segmenter fine-tuned on a small real subset; R only: the same subset, "
-            "same schedule, from scratch.\n\n" + table2(evaluated, finetuned, spread_group, classes)
+            "as many steps, from scratch (docs/report.md).\n\n" + table2(evaluated, finetuned, spread_group, classes)
             + "\n### Table 3: grouped IoU (%), every class outside the groups scored as background\n\n"
             + table3(evaluated, finetuned)
             + "\n### Table 4: seen and unseen classes (%)\n\n" + zero_shot

@@ -67,10 +67,11 @@ def test_the_real_subset_is_seeded_in_split_order_and_bounded():
 
 
 def test_both_runs_keep_the_architecture_and_take_the_finetune_schedule():
-    train, ft = Train(), Finetune(steps=7, lr=0.01, warmup_steps=2, eval_every=3, seed=5)
-    cfg = schedule(train, ft)
-    assert (cfg.steps, cfg.lr, cfg.warmup_steps, cfg.eval_every, cfg.seed) == (7, 0.01, 2, 3, 5)
-    assert cfg.model_dump(exclude={"steps", "lr", "warmup_steps", "eval_every", "seed"}) == \
+    train, ft = Train(lr=0.004), Finetune(steps=7, lr=0.0002, warmup_steps=2, eval_every=3, seed=5)
+    tuned, fresh = schedule(train, ft, from_scratch=False), schedule(train, ft, from_scratch=True)
+    assert (tuned.steps, tuned.lr, tuned.warmup_steps, tuned.eval_every, tuned.seed) == (7, 0.0002, 2, 3, 5)
+    assert fresh.lr == 0.004 and fresh.model_dump(exclude={"lr"}) == tuned.model_dump(exclude={"lr"})
+    assert tuned.model_dump(exclude={"steps", "lr", "warmup_steps", "eval_every", "seed"}) == \
         train.model_dump(exclude={"steps", "lr", "warmup_steps", "eval_every", "seed"})
 
 

@@ -541,14 +541,15 @@ class Active(_Section):
 
 class Finetune(_Section):
     """The "S + R" rows of the paper's Table 2 (``stages/finetune.py``): ``real_images`` real train
-    images, drawn by ``seed``; the synthetic-trained segmenter fine-tuned on them and a fresh one
-    trained on them alone, both for ``steps`` steps (architecture and augmentation from ``train``)."""
+    images, drawn by ``seed``; the synthetic-trained segmenter fine-tuned on them at ``lr`` and a
+    fresh one trained on them alone at ``train.lr``, both for ``steps`` steps (architecture and
+    augmentation from ``train``)."""
 
     seed: int = 0
     threads: int = Field(2, ge=1)
     real_images: int = Field(100, gt=1)
     steps: int = Field(200, gt=0)
-    lr: float = Field(0.003, gt=0)
+    lr: float = Field(0.0003, gt=0)
     warmup_steps: int = Field(20, ge=0)
     eval_every: int = Field(50, gt=0)
     batch_size: int = Field(32, gt=0)  # val images per forward pass

@@ -18,8 +18,9 @@ def real_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tu
     return images[idx], labels[idx]
 
 
-def schedule(train: Train, ft: Finetune) -> Train:
-    """The segmenter params of both runs: ``train``'s architecture and augmentation, ``finetune``'s
-    steps, learning rate, warm-up, evaluation interval and seed."""
-    return train.model_copy(update={"steps": ft.steps, "lr": ft.lr, "warmup_steps": ft.warmup_steps,
-                                    "eval_every": ft.eval_every, "seed": ft.seed})
+def schedule(train: Train, ft: Finetune, from_scratch: bool) -> Train:
+    """The segmenter params of a run: ``train``'s architecture and augmentation, ``finetune``'s
+    steps, warm-up, evaluation interval and seed; the learning rate ``finetune.lr`` when it starts
+    from trained weights, ``train.lr`` (the rate a fresh model trains at) when ``from_scratch``."""
+    return train.model_copy(update={"steps": ft.steps, "lr": train.lr if from_scratch else ft.lr,
+                                    "warmup_steps": ft.warmup_steps, "eval_every": ft.eval_every, "seed": ft.seed})
