@@ -1,20 +1,21 @@
 """Adversarial active learning (Algorithm 1): scoring, top-alpha selection, the round loop on fakes,
-seed separation between rounds, the report helpers, and one end-to-end run on the tiny toy world."""
+seed separation between rounds, the report helpers, and end-to-end runs on the tiny toy world."""
 import json
 
 import numpy as np
-
-from freemask.labels import toy_labels
 import pytest
 
 from freemask.active.loop import Samples, run
 from freemask.active.report import plot_curves, rounds_table, sweep_table
 from freemask.active.select import class_iou, n_kept, scores, select_top
 from freemask.active.judge import KINDS, auc, catch_rate, corrupt
-from freemask.active.toy import FreshSamples, plan_round, round_seed, run_toy, write_fresh, write_pool, load_samples
+from freemask.active.rounds import FreshSamples, plan_round, round_seed, run_filter, write_fresh, write_pool, load_samples
+from freemask.labels import toy_labels
 from freemask.data import shards
 from freemask.generate.plan import plan_objects
 from freemask.params import Active, ParamsError, Train, dump_defaults, validate
+
+TOY = toy_labels()
 
 # ------------------------------------------------------------------------------------ scoring
 
@@ -165,7 +166,7 @@ def test_loop_refuses_fresh_samples_without_classes_or_already_pooled():
 
 def test_rounds_draw_disjoint_seeds_and_keys(tiny_generate_cfg):
     active = Active(per_class=3)
-    plans = {r: plan_round(tiny_generate_cfg, active, r) for r in range(1, 5)}
+    plans = {r: plan_round(tiny_generate_cfg, active, r, TOY) for r in range(1, 5)}
     base = {p.seed for p in plan_objects(tiny_generate_cfg, toy_labels())}
     seen = set(base)
     for r, plan in plans.items():
@@ -175,13 +176,13 @@ def test_rounds_draw_disjoint_seeds_and_keys(tiny_generate_cfg):
         seen |= seeds
         assert all(p.key.startswith(f"r{r:02d}_") for p in plan)
     assert len({round_seed(0, r) for r in range(100)}) == 100
-    assert plan_round(tiny_generate_cfg, active, 2) == plans[2]  # a round's plan depends on params alone
-    assert plan_round(tiny_generate_cfg, Active(per_class=3, seed=1), 2) != plans[2]
+    assert plan_round(tiny_generate_cfg, active, 2, TOY) == plans[2]  # a round's plan depends on params alone
+    assert plan_round(tiny_generate_cfg, Active(per_class=3, seed=1), 2, TOY) != plans[2]
 
 
 def test_fresh_samples_refuse_a_round_that_repeats_a_sample(tiny_generate_cfg):
     active = Active(per_class=1)
-    fresh = FreshSamples(None, tiny_generate_cfg, active, used=plan_round(tiny_generate_cfg, active, 1))
+    fresh = FreshSamples(None, tiny_generate_cfg, active, TOY, used=plan_round(tiny_generate_cfg, active, 1, TOY))
     with pytest.raises(ValueError, match="active.seed=0 repeat"):
         fresh(1)
 
@@ -223,19 +224,19 @@ TINY_TRAIN = dict(steps=3, batch_size=4, lr=2e-3, warmup_steps=1, input_size=32,
                   val_fraction=0.2, train_num_points=64, threads=1, scale_prob=0.0)
 
 
-def test_toy_wiring_runs_end_to_end_deterministically(tmp_path, tiny_generator, tiny_generate_cfg):
+def test_the_filter_runs_end_to_end_deterministically(tmp_path, tiny_generator, tiny_generate_cfg):
     gdir = tmp_path / "generator"
     tiny_generator.save(gdir)
     active = Active(rounds=2, per_class=1, retain=0.5, round_steps=2, threads=1)
     train = Train(**TINY_TRAIN)
     # D0: the generate stage's own plan at a smaller size; val: a few more fresh samples
-    initial = FreshSamples(tiny_generator, tiny_generate_cfg, active)(0)
-    val_set = FreshSamples(tiny_generator, tiny_generate_cfg, Active(per_class=1, seed=99))(7)
-    used = plan_round(tiny_generate_cfg, active, 0)
+    initial = FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY)(0)
+    val_set = FreshSamples(tiny_generator, tiny_generate_cfg, Active(per_class=1, seed=99), TOY)(7)
+    used = plan_round(tiny_generate_cfg, active, 0, TOY)
 
     outs = []
     for k in range(2):
-        res, trainer = run_toy(active, tiny_generate_cfg, train, gdir, initial, tmp_path / f"work{k}",
+        res, trainer = run_filter(active, tiny_generate_cfg, train, TOY, gdir, initial, tmp_path / f"work{k}",
                                val=(val_set.images, val_set.labels), used=used, progress=False)
         outs.append(res)
     a, b = outs
@@ -250,20 +251,20 @@ def test_toy_wiring_runs_end_to_end_deterministically(tmp_path, tiny_generator, 
 
     # judged against an oracle segmenter (here round 0's model); every fresh sample written with its score
     fresh = []
-    judged, _ = run_toy(active, tiny_generate_cfg, train, gdir, initial, tmp_path / "work_j",
+    judged, _ = run_filter(active, tiny_generate_cfg, train, TOY, gdir, initial, tmp_path / "work_j",
                         val=(val_set.images, val_set.labels), used=used, progress=False,
                         oracle_model=tmp_path / "work0" / "round_00", fresh_out=fresh)
     assert json.dumps([{k: v for k, v in r.items() if k != "judge"} for r in judged.rounds]) == json.dumps(a.rounds)
     j = judged.rounds[1]["judge"]
     assert len(j["oracle_iou_per_sample"]) == 8 and j["catch"]["spoilt"] == 2 and j["catch"]["dropped"] == 4
-    write_fresh(fresh, judged.rounds, tmp_path / "fresh", shard_size=5)
+    write_fresh(fresh, judged.rounds, tmp_path / "fresh", shard_size=5, names=TOY.names)
     metas = [m["meta.json"] for _, m in shards.read_shards(tmp_path / "fresh")]
     assert len(metas) == 16 and sum(m["kept"] for m in metas) == 8
     assert {m["round"] for m in metas} == {1, 2} and all(0 <= m["score"] <= 1 for m in metas)
     assert metas[0]["oracle_iou"] == j["oracle_iou_per_sample"][0]
 
     write_pool(a.pool, tmp_path / "pool", shard_size=5)
-    back = load_samples(tmp_path / "pool", prefix="x")
+    back = load_samples(tmp_path / "pool", names=TOY.names, prefix="x")
     assert len(back) == 16
     np.testing.assert_array_equal(back.labels, a.pool.labels)
 
@@ -296,14 +297,14 @@ def test_fresh_samples_cache_gives_the_same_samples_without_sampling(tmp_path, t
     gdir = tmp_path / "generator"
     tiny_generator.save(gdir)
     active = Active(per_class=1)
-    made = FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+    made = FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
 
     def no_sampling(self, plan):
         raise AssertionError("sampled although the cache holds the round")
 
     monkeypatch.setattr(FreshSamples, "_make", no_sampling)
-    read = FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+    read = FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
     assert read.keys == made.keys and read.classes == made.classes
     np.testing.assert_array_equal(read.images, made.images)
     np.testing.assert_array_equal(read.labels, made.labels)
@@ -311,12 +312,12 @@ def test_fresh_samples_cache_gives_the_same_samples_without_sampling(tmp_path, t
     other_cfg = tiny_generate_cfg.model_copy(update={"steps": tiny_generate_cfg.steps + 1})
     for cfg, round_ in ((other_cfg, 1), (tiny_generate_cfg, 2)):
         with pytest.raises(AssertionError, match="sampled"):
-            FreshSamples(tiny_generator, cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(round_)
+            FreshSamples(tiny_generator, cfg, active, TOY, cache_dir=tmp_path / "cache", generator_dir=gdir)(round_)
     (gdir / "extra.txt").write_text("retrained")
     with pytest.raises(AssertionError, match="sampled"):
-        FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
+        FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY, cache_dir=tmp_path / "cache", generator_dir=gdir)(1)
     with pytest.raises(ValueError, match="generator directory"):
-        FreshSamples(tiny_generator, tiny_generate_cfg, active, cache_dir=tmp_path / "cache")
+        FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY, cache_dir=tmp_path / "cache")
 
 
 def test_round_zero_takes_the_given_initial_model_and_round_one_fine_tunes_it(tmp_path, tiny_generator,
@@ -327,10 +328,10 @@ def test_round_zero_takes_the_given_initial_model_and_round_one_fine_tunes_it(tm
     tiny_generator.save(gdir)
     active = Active(rounds=1, per_class=1, retain=0.5, round_steps=2, threads=1)
     train = Train(**TINY_TRAIN)
-    initial = FreshSamples(tiny_generator, tiny_generate_cfg, active)(0)
+    initial = FreshSamples(tiny_generator, tiny_generate_cfg, active, TOY)(0)
     train_segmenter(train, initial.images, initial.labels, 9, tmp_path / "d0_model", progress=False)
-    res, trainer = run_toy(active, tiny_generate_cfg, train, gdir, initial, tmp_path / "work",
-                           used=plan_round(tiny_generate_cfg, active, 0), progress=False,
+    res, trainer = run_filter(active, tiny_generate_cfg, train, TOY, gdir, initial, tmp_path / "work",
+                           used=plan_round(tiny_generate_cfg, active, 0, TOY), progress=False,
                            initial_model=tmp_path / "d0_model")
     assert trainer.stats[0] == {"initial_model": str(tmp_path / "d0_model")}
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["round_01"]  # round 0 not trained again

@@ -257,3 +257,23 @@ def heatmap(thesaurus: pl.DataFrame, path: str | Path, title: str = "Adaptive Ma
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
+
+
+THESAURUS_CSV = "data/thesaurus/thesaurus.csv"
+
+
+def prompted_labels(p, path: str | Path = THESAURUS_CSV):
+    """The profile's labels (params ``p``) as the ``generate`` stage prompts them: under
+    ``generate.backgrounds=thesaurus``, each class on the backgrounds whose R(o, b) in the table at
+    ``path`` is above ``thesaurus.threshold``, in proportion to it."""
+    from .labels import from_profile, with_background_weights
+
+    labels = from_profile(p.profile)
+    if p.generate.backgrounds != "thesaurus":
+        return labels
+    try:
+        weights = background_weights(read_csv(path), list(labels.classes), list(labels.backgrounds),
+                                     p.thesaurus.threshold)
+    except (ValueError, KeyError) as err:
+        raise DataError(path, str(err), hint="re-run the `thesaurus` stage for the profile's classes") from None
+    return with_background_weights(labels, weights)

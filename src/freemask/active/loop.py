@@ -1,5 +1,5 @@
 """The round loop of Algorithm 1 with injectable steps, so it runs on fakes in tests and on the toy
-world (or a real profile) in :mod:`freemask.active.toy`.
+world (or a real profile) in :mod:`freemask.active.rounds`.
 
 Round 0 trains on the initial data D0. Round r >= 1 generates fresh samples (``generate(r)``; the
 caller derives their seeds from r so no two rounds share a sample), scores each with the previous
