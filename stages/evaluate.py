@@ -28,8 +28,8 @@ def main(p):
     if toy:
         headline, details = evaluate_splits(models, splits, names, p.evaluate.batch_size, grouping, p.profile.unseen)
     else:
-        headline, details = evaluate_profile(models, *splits["val"], names, p.profile.name, p.profile.unseen,
-                                             p.evaluate.batch_size, grouping)
+        headline, details = evaluate_profile(models, *splits["val"], names, p.profile.unseen, p.evaluate.batch_size,
+                                             grouping)
     write_json("metrics/details/eval.json", details)
     write_json("metrics/eval.json", headline)
 

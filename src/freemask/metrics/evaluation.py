@@ -25,12 +25,19 @@ def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, class_names: list[str
     """mIoU and per-class IoU; with ``grouping``, the grouped IoU (``table3``, the layout of the
     paper's Table 3), with ``unseen`` classes, seen / unseen / harmonic mIoU (``table4``)."""
     conf = confusion_matrix(pred, gt, len(class_names))
-    out = summarize(conf, class_names)
+    return {**summarize(conf, class_names), **_grouped_and_zero_shot(conf, class_names, grouping, unseen),
+            "n_images": int(len(gt))}
+
+
+def _grouped_and_zero_shot(conf: np.ndarray, class_names: list[str], grouping: Grouping | None,
+                           unseen: Sequence[str]) -> dict:
+    """A confusion matrix in the layouts of Table 3 (``table3``, with ``grouping``) and Table 4
+    (``table4``, with ``unseen`` classes), each only where asked for."""
+    out = {}
     if grouping is not None:
         out["table3"] = grouped_summary(collapse_confusion(conf, class_names, grouping), grouping)
     if unseen:
         out["table4"] = zero_shot_summary(conf, class_names, unseen)
-    out["n_images"] = int(len(gt))
     return out
 
 
@@ -61,30 +68,23 @@ def evaluate_splits(models: dict, splits: dict[str, tuple[np.ndarray, np.ndarray
     return headline, details
 
 
-def paper_tables(conf: np.ndarray, class_names: list[str], profile: str, unseen: list[str],
-                 grouping: Grouping | None = None) -> dict:
+def paper_tables(conf: np.ndarray, class_names: list[str], unseen: Sequence[str],
+                 grouping: Grouping | None) -> dict:
     """One segmenter's val confusion matrix in the layouts of the paper's tables: per-class IoU and
-    mIoU (Table 2, every profile); grouped IoU and its mean (Table 3: ``grouping``, by default
-    Cityscapes' Human = person + rider and Vehicle = car + bus + truck + train); seen, unseen and
-    harmonic mIoU (Table 4, a profile with unseen classes)."""
-    out = {"table2": summarize(conf, class_names)}
-    grouping = grouping if grouping is not None else grouping_for(profile, None)
-    if grouping is not None:
-        out["table3"] = grouped_summary(collapse_confusion(conf, class_names, grouping), grouping)
-    if unseen:
-        out["table4"] = zero_shot_summary(conf, class_names, unseen)
-    return out
+    mIoU (Table 2, every profile); grouped IoU and its mean (Table 3, with ``grouping``: see
+    :func:`grouping_for`); seen, unseen and harmonic mIoU (Table 4, a profile with unseen classes)."""
+    return {"table2": summarize(conf, class_names), **_grouped_and_zero_shot(conf, class_names, grouping, unseen)}
 
 
-def evaluate_profile(models: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str], profile: str,
-                     unseen: list[str], batch_size: int, grouping: Grouping | None = None) -> tuple[dict, dict]:
+def evaluate_profile(models: dict, images: np.ndarray, labels: np.ndarray, class_names: list[str],
+                     unseen: Sequence[str], batch_size: int, grouping: Grouping | None) -> tuple[dict, dict]:
     """Both segmenters on a real profile's val split: the headline (each segmenter's mIoU, the ratio
     synthetic / upper bound, and the Table 3 / Table 4 figures where the profile has them) and the
     details (each segmenter's tables)."""
     details = {}
     for w, m in models.items():
         conf = confusion_matrix(predict(m, images, batch_size), labels, len(class_names))
-        details[ROLES[w]] = {**paper_tables(conf, class_names, profile, unseen, grouping), "n_images": int(len(labels))}
+        details[ROLES[w]] = {**paper_tables(conf, class_names, unseen, grouping), "n_images": int(len(labels))}
     headline = {}
     for role, tables in details.items():
         headline[f"{role}_mIoU"] = tables["table2"]["mIoU"]
