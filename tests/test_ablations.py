@@ -82,3 +82,10 @@ def test_queue_names_every_sweep_s_rows_and_the_seed_span():
     assert any("-S active.retain=1.0" in line for line in lines)
     bad = CliRunner().invoke(app, ["queue", "tabel5", "--dry-run"])
     assert bad.exit_code == 2 and "no sweep 'tabel5': one of table5, rules, retention" in bad.output
+
+
+def test_a_group_measured_at_two_commits_names_both():
+    g = {**_group(TABLE5["thesaurus only (random placement, no harmonization, nothing dropped)"], [0, 1], 0.89, 0.02),
+         "revs": ["a" * 40, "b" * 40], "rev": "a" * 40}
+    row = [line for line in table5([_group({}, [0], 0.87, 0.0), g]).splitlines() if line.startswith("| thesaurus")][0]
+    assert "| 0, 1 | aaaaaaa + bbbbbbb | 89.0 ± 2.0 |" in row

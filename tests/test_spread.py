@@ -10,7 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from freemask.cli import app
-from freemask.metrics.spread import GUARDED, REPORTED, SpreadError, baseline, check, groups, runs, stats, workspace_metrics
+from freemask.metrics.spread import (GUARDED, REPORTED, SpreadError, baseline, check, groups, runs, runs_of, stats,
+                                     workspace_metrics)
 
 CLASSES = ["background", "ball", "car"]
 
@@ -164,8 +165,30 @@ def test_reported_metrics_are_spread_when_present_but_never_guarded(tmp_path):
     (tmp_path / "metrics/filter.json").write_text(json.dumps({"final_val_mIoU": 0.81, "auc_bad_masks": None}))
     got = workspace_metrics(tmp_path)
     assert got["metrics/filter.json:final_val_mIoU"] == 0.81 and "metrics/filter.json:auc_bad_masks" not in got
-    group = groups([{"name": n, "rev": n, "params": {"seed": s}, "metrics": {**got, "metrics/filter.json:final_val_mIoU": v}}
+    group = groups([{"name": n, "rev": n, "base": n, "params": {"seed": s},
+                     "metrics": {**got, "metrics/filter.json:final_val_mIoU": v}}
                     for n, s, v in (("a", 0, 0.8), ("b", 1, 0.82), ("c", 2, 0.84))])[0]
     assert group["metrics"]["metrics/filter.json:final_val_mIoU"]["n"] == 3
     base = baseline(group, 4.0, 0.01)
     assert "metrics/filter.json" in REPORTED and not any(m.startswith("metrics/filter.json") for m in base["metrics"])
+
+
+def test_runs_of_two_commits_join_the_groups_of_equal_params_and_name_each_commit(repo_with_experiments):
+    repo = repo_with_experiments
+    first = _git(repo, "rev-parse", "HEAD")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    second = _commit(repo, {**params, "compose": {"mode": "random"}}, 0.72, 0.52, "a later commit, the ablation's params")
+    _git(repo, "checkout", "-q", "--detach", second)
+    exp = _commit(repo, {**params, "compose": {"mode": "random"}, "seed": 1}, 0.74, 0.54, "its seed-1 run")
+    _git(repo, "update-ref", f"refs/exps/{second[:2]}/{second[2:]}/exp-s1", exp)
+    found = runs_of(repo, [first, second])
+    assert [r["name"] for r in found][-2:] == [f"baseline@{second[:7]}", f"exp-s1@{second[:7]}"]
+    ablation = groups(found)[1]
+    assert ablation["params"] == {"compose.mode": "random"}
+    # seed 0 of these params is exp-r already: the later commit's own run of it is counted once, and said
+    assert ablation["runs"] == ["exp-r", f"exp-s1@{second[:7]}"] and ablation["seeds"] == [0, 1]
+    assert ablation["repeats_left_out"] == [f"baseline@{second[:7]}"]
+    assert ablation["revs"] == [first, second]
+    assert ablation["metrics"]["metrics/eval.json:val.synthetic_mIoU"]["mean"] == pytest.approx(0.72)
+    with pytest.raises(SpreadError, match="given twice"):
+        runs_of(repo, [first, first[:10]])

@@ -205,7 +205,8 @@ def mmseg_eval(config: Path = typer.Argument(..., help="a config written by `fre
 
 @app.command()
 def spread(
-    rev: str = typer.Option("HEAD", help="the baseline commit; its DVC experiments are the other runs"),
+    rev: list[str] = typer.Option(["HEAD"], help="the baseline commit; its DVC experiments are the other runs. "
+                                  "Repeat it to add the runs of more commits: runs of the same params group together"),
     out: Path = typer.Option(Path("metrics/spread.json"), help="where the groups' spread goes"),
     baseline: Optional[Path] = typer.Option(None, help="also write the regression baseline here, from the "
                                             "group of the baseline commit's own params"),
@@ -217,12 +218,12 @@ def spread(
     """Mean ± sd of the guarded metrics over runs that differ only in `seed` (queue them with
     `dvc exp run --queue -S 'seed=range(1,5)'`), per group of params."""
     from .io import read_json, write_json
-    from .metrics.spread import SpreadError, groups, keep_earlier, runs
+    from .metrics.spread import SpreadError, groups, keep_earlier, runs_of
     from .metrics.spread import baseline as make_baseline
     from .reports.tables import spread_table
 
     with _exit_on(SpreadError):
-        every = runs(".", rev)
+        every = runs_of(".", rev)
         found = groups(every)
         base = make_baseline(found[0], k, floor) if baseline is not None else None
     if keep is not None:

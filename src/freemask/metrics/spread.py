@@ -102,7 +102,8 @@ def _read_at(repo: Path, rev: str) -> Callable[[str], str | None]:
 
 def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
     """The baseline commit and every DVC experiment made from it, each as
-    ``{"name", "rev", "params" (flattened params.yaml), "metrics"}``, in name order after the baseline."""
+    ``{"name", "rev", "base" (the baseline commit), "params" (flattened params.yaml), "metrics"}``, in
+    name order after the baseline."""
     repo = Path(repo)
     sha = _git(repo, "rev-parse", "--verify", f"{baseline_rev}^{{commit}}").strip()
     refs = _git(repo, "for-each-ref", "--format=%(refname:lstrip=-1) %(objectname)", f"refs/exps/{sha[:2]}/{sha[2:]}/")
@@ -113,8 +114,24 @@ def runs(repo: str | Path = ".", baseline_rev: str = "HEAD") -> list[dict]:
         params = read("params.yaml")
         if params is None:
             raise SpreadError(f"{name} ({rev[:7]}): no params.yaml")
-        out.append({"name": name, "rev": rev, "params": flatten_params(parse_yaml(params) or {}),
+        out.append({"name": name, "rev": rev, "base": sha, "params": flatten_params(parse_yaml(params) or {}),
                     "metrics": guarded_metrics(read, f"{name} ({rev[:7]})")})
+    return out
+
+
+def runs_of(repo: str | Path, revs: list[str]) -> list[dict]:
+    """:func:`runs` of several commits, the first one's first: runs of the same params at two commits
+    fall in one group (:func:`groups`). A run of a later commit is named ``<name>@<sha[:7]>``."""
+    if not revs:
+        raise SpreadError("no commit given")
+    out, seen = runs(repo, revs[0]), set()
+    seen.add(out[0]["rev"])
+    for rev in revs[1:]:
+        more = runs(repo, rev)
+        if more[0]["rev"] in seen:
+            raise SpreadError(f"{rev}: commit {more[0]['rev'][:7]} given twice")
+        seen.add(more[0]["rev"])
+        out += [{**r, "name": f"{r['name']}@{more[0]['rev'][:7]}"} for r in more]
     return out
 
 
@@ -138,21 +155,30 @@ def stats(values: list[float]) -> dict:
 
 def groups(all_runs: list[dict]) -> list[dict]:
     """Runs grouped by their params less the replicate seed; each group with the params where it
-    differs from the first run's, its seeds, run names and per-metric :func:`stats` (over the
-    metrics every run of the group has). The first run's group comes first."""
+    differs from the first run's, its seeds, run names, baseline commits and per-metric :func:`stats` (over
+    the metrics every run of the group has). A seed a group already has (the same run at a later
+    commit: ``runs_of``) is left out, and named under ``repeats_left_out``. The first run's group
+    comes first."""
     ref = all_runs[0]["params"]
     by_key: dict[str, list[dict]] = {}
+    repeats: dict[str, list[str]] = {}
     for r in all_runs:
         key = json.dumps({k: v for k, v in r["params"].items() if k != REPLICATE_KEY}, sort_keys=True, default=str)
+        seed = r["params"].get(REPLICATE_KEY, 0)
+        if any(m["params"].get(REPLICATE_KEY, 0) == seed for m in by_key.get(key, [])):
+            repeats.setdefault(key, []).append(r["name"])  # the same run at a later commit: counted once
+            continue
         by_key.setdefault(key, []).append(r)
     out = []
-    for members in by_key.values():
+    for key, members in by_key.items():
         p = members[0]["params"]
         changed = {k: p.get(k) for k in sorted(set(p) | set(ref)) if k != REPLICATE_KEY and p.get(k) != ref.get(k)}
         keys = sorted(set.intersection(*(set(m["metrics"]) for m in members)))
         out.append({"params": changed, "seeds": [m["params"].get(REPLICATE_KEY, 0) for m in members],
-                    "runs": [m["name"] for m in members],
+                    "runs": [m["name"] for m in members], "revs": list(dict.fromkeys(m["base"] for m in members)),
                     "metrics": {k: stats([m["metrics"][k] for m in members]) for k in keys}})
+        if key in repeats:
+            out[-1]["repeats_left_out"] = repeats[key]
     return out
 
 

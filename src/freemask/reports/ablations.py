@@ -66,7 +66,8 @@ def _cell(s: dict | None) -> str:
 def table5(groups: list[dict]) -> str:
     """Markdown: a row per :data:`TABLE5` entry found among ``groups``, with its seeds, the val
     synthetic-only mIoU and balloon IoU (%, mean ± sd), the commit it was measured at (where the group
-    records one: ``freemask spread --keep``), and the mIoU difference to the full row. A
+    records one: ``freemask spread --keep``; several when its runs come from several
+    commits, ``freemask spread --rev A --rev B``), and the mIoU difference to the full row. A
     difference counts as an effect only above twice the larger sd of the two rows; with a single
     seed on either side there is no spread to judge it by."""
     found = {name: _row_group(groups, o) for name, o in TABLE5.items()}
@@ -87,6 +88,7 @@ def table5(groups: list[dict]) -> str:
                 judged = "n/a (one seed)"
             else:
                 judged = "yes" if abs(d) > 2 * max(m["sd"], f["sd"]) else "no"
-        seeds, rev = ", ".join(str(s) for s in g["seeds"]), g.get("rev", "")[:7] or "–"
+        revs = list(dict.fromkeys(r[:7] for r in g.get("revs", []))) or [g.get("rev", "")[:7]]
+        seeds, rev = ", ".join(str(s) for s in g["seeds"]), " + ".join(r for r in revs if r) or "–"
         lines.append(f"| {name} | {seeds} | {rev} | {_cell(m)} | {_cell(b)} | {delta} | {judged} |")
     return "\n".join(lines) + "\n"
