@@ -190,7 +190,8 @@ def test_fresh_samples_refuse_a_round_that_repeats_a_sample(tiny_generate_cfg):
 def test_active_params_are_validated_by_dotted_key():
     data = dump_defaults()
     assert data["active"] == {"seed": 0, "threads": 2, "rounds": 1, "per_class": 10, "retain": 0.7,
-                              "finetune": True, "round_steps": 150, "bad_below": 0.5, "corrupt_share": 0.3}
+                              "finetune": True, "round_steps": 150, "round_lr": None, "bad_below": 0.5,
+                              "corrupt_share": 0.3}
     data["active"]["retain"] = 1.5
     data["active"]["round"] = 2
     with pytest.raises(ParamsError) as err:
@@ -405,3 +406,22 @@ def test_loop_hands_each_round_to_the_judge_and_collects_the_fresh_samples():
     assert seen[0][3] == [1.0, 0.0, 0.333, 0.6, 0.333]
     assert [r.get("judge") for r in res.rounds] == [None, {"round_seen": 1}, {"round_seen": 2}]
     assert [(r, list(s.keys), idx) for r, s, _, idx in fresh][0] == (1, [f"r1_{i}" for i in range(5)], [0, 3, 2])
+
+
+def test_rounds_after_round_zero_train_at_active_round_lr(tmp_path, monkeypatch):
+    from freemask.active import rounds
+
+    seen = {}
+
+    def fake_train(cfg, images, labels, n, out, **kw):
+        seen[out.name] = (cfg.steps, cfg.lr)
+        return {}
+
+    monkeypatch.setattr(rounds, "train_segmenter", fake_train)
+    monkeypatch.setattr(rounds, "load_segmenter", lambda path: object())
+    pool = Samples(["a"], np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), np.uint8))
+    for round_lr, want in ((None, 3e-3), (3e-4, 3e-4)):
+        trainer = rounds.Trainer(Train(lr=3e-3), Active(round_steps=7, round_lr=round_lr), TOY, tmp_path / str(round_lr))
+        first = trainer(pool, 0, None)
+        trainer(pool, 1, first)
+        assert seen["round_00"] == (Train().steps, 3e-3) and seen["round_01"] == (7, want)

@@ -125,7 +125,7 @@ def _read_cache(f: Path) -> tuple[np.ndarray, np.ndarray]:
 
 class Trainer:
     """``train(pool, round, start)``: round 0 trains ``train.steps`` steps, later rounds
-    ``active.round_steps``, each with a training seed derived from (train.seed, round); the model of
+    ``active.round_steps`` at ``active.round_lr`` (``train.lr`` if None), each with a training seed derived from (train.seed, round); the model of
     round r is saved in ``work_dir/round_XX`` and loaded back (``start`` is such a model).
 
     ``initial_model``: a segmenter already trained on D0 (the ``train_synthetic`` stage's output),
@@ -148,6 +148,8 @@ class Trainer:
         update = {"seed": sample_seed(self.train_cfg.seed, _ROUND_STREAM, round_)}
         if round_ > 0:
             update["steps"] = self.active.round_steps
+            if self.active.round_lr is not None:
+                update["lr"] = self.active.round_lr
         cfg = self.train_cfg.model_copy(update=update)
         out = self.work_dir / f"round_{round_:02d}"
         init = None
