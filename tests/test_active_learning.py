@@ -190,7 +190,7 @@ def test_fresh_samples_refuse_a_round_that_repeats_a_sample(tiny_generate_cfg):
 def test_active_params_are_validated_by_dotted_key():
     data = dump_defaults()
     assert data["active"] == {"seed": 0, "threads": 2, "rounds": 1, "per_class": 10, "retain": 0.7,
-                              "finetune": True, "round_steps": 150, "round_lr": None, "bad_below": 0.5,
+                              "finetune": True, "round_steps": 150, "round_lr": 0.0003, "bad_below": 0.5,
                               "corrupt_share": 0.3}
     data["active"]["retain"] = 1.5
     data["active"]["round"] = 2

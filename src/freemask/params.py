@@ -533,7 +533,7 @@ class Active(_Section):
     retain: float = Field(0.7, gt=0, le=1)  # alpha: share of each round's fresh samples kept (paper: 0.7)
     finetune: bool = True  # True: round r starts from round r-1's weights; False: from scratch
     round_steps: int = Field(150, gt=0)  # segmenter steps in each round after round 0
-    round_lr: float | None = Field(None, gt=0)  # learning rate of the rounds after round 0; null = train.lr
+    round_lr: float | None = Field(0.0003, gt=0)  # learning rate of the rounds after round 0; null = train.lr
     # judging the filter: a fresh mask is bad below this IoU against the oracle segmenter's prediction;
     # this share of a copy of each round's masks is spoilt to measure what the filter catches
     bad_below: float = Field(0.5, gt=0, le=1)
