@@ -39,6 +39,16 @@ def renders(n: int, seed: int, r: int) -> np.ndarray:
     return (np.stack(out) * 255).round().astype(np.uint8)
 
 
+def box_masks(masks: np.ndarray) -> np.ndarray:
+    """The filled bounding box of each mask: the trivial mask a box annotation gives."""
+    out = np.zeros_like(masks)
+    for o, m in zip(out, masks):
+        ys, xs = np.nonzero(m)
+        if len(ys):
+            o[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", default="/work/main/data/generated/objects")
@@ -48,6 +58,7 @@ def main() -> None:
     ap.add_argument("--backgrounds", choices=("images", "renders"), default="images")
     ap.add_argument("--set", nargs="*", default=[], help="independence.KEY=VALUE overrides")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--figure", type=Path, default=None, help="a PNG of examples: image, attention, teacher, student, oracle")
     a = ap.parse_args()
     cfg = load(a.params).independence
     for kv in a.set:
@@ -68,12 +79,13 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     groups = len(set(classes)) if cfg.per_class else 1
     steps = groups * (cfg.steps + cfg.distill_steps)
+    boxes = box_masks(attention)
     rows = {}
     for c in sorted(set(classes)) + ["all"]:
         idx = [i for i, k in enumerate(classes) if c in ("all", k)]
         rows[c] = {name: round(float(np.mean([iou(mk[i], oracle[i]) for i in idx])), 4)
                    for name, mk in (("attention", attention), ("teacher", soft["teacher"] > cfg.threshold),
-                                    ("student", soft["student"] > cfg.threshold))}
+                                    ("student", soft["student"] > cfg.threshold), ("attention_box", boxes))}
         rows[c]["n"] = len(idx)
         rows[c]["area_attention"] = round(float(attention[idx].mean()), 4)
         rows[c]["area_student"] = round(float((soft["student"][idx] > cfg.threshold).mean()), 4)
@@ -84,6 +96,27 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     print(json.dumps(out["iou_vs_oracle"], indent=1), seconds)
+    if a.figure is not None:
+        figure(a.figure, images, [attention, soft["teacher"], soft["student"], oracle], classes)
+
+
+def figure(path: Path, images: np.ndarray, maps: list[np.ndarray], classes: list[str], per_class: int = 4) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pick = [i for c in sorted(set(classes)) for i in [j for j, k in enumerate(classes) if k == c][:per_class]]
+    names = ["image", "attention", "teacher", "student", "oracle"]
+    fig, axes = plt.subplots(len(names), len(pick), figsize=(len(pick) * 0.9, len(names) * 0.95), squeeze=False)
+    for c, i in enumerate(pick):
+        for r, im in enumerate([images[i]] + [m[i] for m in maps]):
+            axes[r, c].imshow(im, cmap="gray", vmin=0, vmax=1) if im.ndim == 2 else axes[r, c].imshow(im)
+            axes[r, c].axis("off")
+        axes[0, c].set_title(classes[i], fontsize=6)
+    for r, n in enumerate(names):
+        axes[r, 0].text(-2, 16, n, fontsize=6, ha="right", va="center")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

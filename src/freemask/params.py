@@ -571,7 +571,7 @@ class Independence(_Section):
     patches_per_image: int = Field(4, gt=0)  # background patches cut beside each image's object
     width: int = Field(16, gt=0)  # the UNets' first-level channels (the paper: 64)
     d_width: int = Field(16, gt=0)  # the discriminator's first-level channels (the paper: 64)
-    steps: int = Field(600, gt=0)  # adversarial steps (one D and one G update each)
+    steps: int = Field(1200, gt=0)  # adversarial steps (one D and one G update each)
     batch_size: int = Field(32, gt=0)
     lr_g: float = Field(4e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
@@ -585,14 +585,15 @@ class Independence(_Section):
     # application 2 (the cluster demo)
     cluster_class: str = "ball"
     cluster_background: str = "grass"
-    cluster_side: int = Field(32, ge=8)  # patch side (a power of two); an instance is 1/1.5 of it, as in the paper
-    cluster_resolution: int = Field(192, ge=32)  # side of the rendered cluster image
+    cluster_side: int = Field(16, ge=8)  # patch side (a power of two); an instance is 1/1.5 of it, as in the paper
+    cluster_resolution: int = Field(96, ge=32)  # side of the rendered cluster image
     cluster_objects: int = Field(150, gt=0)  # instances rendered (later ones occlude earlier ones)
     cluster_layers: int = Field(6, gt=0)  # N: instance layers per composite
     cluster_z_dim: int = Field(5, gt=0)
     cluster_pad: int = Field(8, ge=0)  # layout: pad the instance by this and crop back at random
     cluster_area_target: float = Field(0.25, gt=0, lt=1)
-    cluster_steps: int = Field(1500, gt=0)
+    cluster_info_weight: float = Field(50.0, ge=0)  # beta of the InfoGAN-like term (the paper: 50)
+    cluster_steps: int = Field(3000, gt=0)
     cluster_patches: int = Field(2000, gt=0)  # training patches cut from the cluster image
 
     @model_validator(mode="after")

@@ -12,8 +12,11 @@ on one background (later instances occlude earlier ones). As in the paper:
   (:class:`~.independence_nets.InstanceGenerator`), each with its own noise ``z``;
 - layout: each RGBA layer zero-padded by ``cluster_pad`` and cropped back at a random offset
   (a uniform translation); composition by eq. 5 over the background layer;
-- losses: eqs. 6-7 with the area penalty at ``cluster_area_target`` (the paper's InfoGAN term
-  with weight beta is not implemented; docs/independence.md).
+- losses: eqs. 6-7 with the area penalty at ``cluster_area_target``, plus the appendix's
+  information term "like InfoGAN" with weight ``cluster_info_weight`` (beta): a network Q
+  (:class:`~.independence_nets.CodePredictor`) recovers each instance's ``z`` from its RGBA
+  output, G and Q minimise ``beta * mean((Q(G(z)) - z)^2)`` (InfoGAN's Gaussian code term with
+  unit variance, up to constants), which keeps G from ignoring ``z``.
 
 :func:`cluster_demo` trains it, scores the learned masks against the renderer's true instance shape
 (IoU at the best alignment) and writes a figure.
@@ -29,7 +32,7 @@ from tqdm import tqdm
 from ..params import Independence
 from ..world.render import PlacedObject, object_parts, render_scene
 from .independence import _init, area_penalty, composite, d_loss, g_adv_loss, to_input
-from .independence_nets import Discriminator, GeneratorShape, InstanceGenerator, NetShape
+from .independence_nets import CodePredictor, Discriminator, GeneratorShape, InstanceGenerator, NetShape
 
 _SIZE_JITTER = 0.1  # instance frame sides vary by +-10%
 
@@ -104,18 +107,21 @@ def train_cluster(patches: np.ndarray, cfg: Independence, progress: bool = True
     """Adversarial training of the shared instance generator on the cluster's patches."""
     side, n_layers = cfg.cluster_side, cfg.cluster_layers
     real_all = to_input(patches, side, "cluster patches")
-    gen = _init(cfg.seed + 5, lambda: InstanceGenerator(GeneratorShape(cfg.cluster_z_dim, side, cfg.width)))
+    gshape = GeneratorShape(cfg.cluster_z_dim, side, cfg.width)
+    gen = _init(cfg.seed + 5, lambda: InstanceGenerator(gshape))
     disc = _init(cfg.seed + 6, lambda: Discriminator(NetShape(side=side, width=cfg.d_width)))
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    q = _init(cfg.seed + 7, lambda: CodePredictor(gshape))
+    opt_g = torch.optim.Adam([*gen.parameters(), *q.parameters()], lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     rng = np.random.default_rng([cfg.seed, 12])
     zgen = torch.Generator().manual_seed(cfg.seed + 7)
-    hist: dict[str, list[float]] = {"d": [], "g_adv": [], "area": []}
+    hist: dict[str, list[float]] = {"d": [], "g_adv": [], "area": [], "info": []}
     for _ in tqdm(range(cfg.cluster_steps), desc="independence cluster GAN", disable=not progress):
         b = min(cfg.batch_size, len(real_all))
         real = real_all[torch.from_numpy(rng.integers(0, len(real_all), b))]
         back = disk_backgrounds(real_all[torch.from_numpy(rng.integers(0, len(real_all), b))])
-        rgba = gen(torch.randn(b * n_layers, cfg.cluster_z_dim, generator=zgen))
+        z = torch.randn(b * n_layers, cfg.cluster_z_dim, generator=zgen)
+        rgba = gen(z)
         placed = translate(rgba, cfg.cluster_pad, rng).view(b, n_layers, 4, side, side)
         fake = composite([back] + [placed[:, i, :3] * 2 - 1 for i in range(n_layers)],
                          [torch.ones_like(back[:, :1])] + [placed[:, i, 3:] for i in range(n_layers)])
@@ -124,10 +130,11 @@ def train_cluster(patches: np.ndarray, cfg: Independence, progress: bool = True
         loss_d.backward()
         opt_d.step()
         adv, area = g_adv_loss(disc(fake)), area_penalty(rgba[:, 3], cfg.cluster_area_target)
+        info = ((q(rgba) - z) ** 2).mean()
         opt_g.zero_grad()
-        (adv + cfg.area_weight * area).backward()
+        (adv + cfg.area_weight * area + cfg.cluster_info_weight * info).backward()
         opt_g.step()
-        for k, v in (("d", loss_d), ("g_adv", adv), ("area", area)):
+        for k, v in (("d", loss_d), ("g_adv", adv), ("area", area), ("info", info)):
             hist[k].append(float(v.detach()))
     return gen.eval(), disc.eval(), hist
 
@@ -166,7 +173,9 @@ def cluster_demo(cfg: Independence, out_png: str | None = None, progress: bool =
                "mask_area_share": round(float(masks.mean()), 4), "true_area_share": round(float(truth.mean()), 4),
                "object_share_of_image": round(float((labels > 0).mean()), 4),
                "d_loss_last": round(float(np.mean(hist["d"][-50:])), 4),
-               "area_last": round(float(np.mean(hist["area"][-50:])), 6)}
+               "area_last": round(float(np.mean(hist["area"][-50:])), 6),
+               "info_last": round(float(np.mean(hist["info"][-50:])), 4),
+               "appearance_sd_across_z": round(float(inst[..., :3].std(0).mean()), 4)}
     if out_png is not None:
         write_figure(out_png, image, patches, gen, inst, truth, cfg)
     return metrics

@@ -138,3 +138,18 @@ class InstanceGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         w = self.fc[0].out_features // self.start ** 2
         return torch.sigmoid(self.body(self.fc(z).view(len(z), w, self.start, self.start)))
+
+
+class CodePredictor(nn.Module):
+    """InfoGAN's Q network for application 2's information term: an RGBA instance (B, 4, S, S) in
+    (0, 1) -> (B, z_dim), the noise that made it."""
+
+    def __init__(self, shape: GeneratorShape = GeneratorShape()):
+        super().__init__()
+        w = shape.width
+        self.body = nn.Sequential(nn.Conv2d(4, w, 4, 2, 1), nn.LeakyReLU(_SLOPE),
+                                  nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(_SLOPE),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, shape.z_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
