@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from ruamel.yaml import YAMLError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .world.spec import CLASSES, PREPOSITION
+from .world.spec import BACKGROUNDS, CLASSES, PREPOSITION
 
 
 class _Section(BaseModel):
@@ -556,6 +556,65 @@ class Finetune(_Section):
     batch_size: int = Field(32, gt=0)  # val images per forward pass
 
 
+class Independence(_Section):
+    """The Independence-Prior GAN (``freemask.masks.independence``; docs/independence.md): application 1
+    learns object masks from box crops of the generated objects (a foreground UNet provider, background
+    patches, a spectrally normalised discriminator, then data distillation into a student UNet);
+    ``cluster_*`` keys drive application 2's demo on one rendered image of a homogeneous object cluster.
+    The optimiser and loss constants are the paper's (Adam beta1 0.5, lr 2e-4 D / 4e-4 G, lambda 1000,
+    a 0.25)."""
+
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    per_class: bool = True  # one teacher + student per class (the paper's category-specific providers)
+    crop_side: int = Field(16, ge=4)  # crops and patches are resized to this (a power of two)
+    crop_margin: float = Field(0.25, ge=0, le=2)  # box side grown by this share of it on each side
+    patches_per_image: int = Field(4, gt=0)  # background patches cut beside each image's object
+    width: int = Field(16, gt=0)  # the UNets' first-level channels (the paper: 64)
+    d_width: int = Field(16, gt=0)  # the discriminator's first-level channels (the paper: 64)
+    steps: int = Field(1200, gt=0)  # adversarial steps (one D and one G update each)
+    batch_size: int = Field(32, gt=0)
+    lr_g: float = Field(4e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    area_weight: float = Field(1000.0, ge=0)  # lambda of eq. 7
+    area_target: float = Field(0.25, gt=0, lt=1)  # a: the mask area share the penalty pulls to
+    distill_steps: int = Field(300, ge=0)  # 0: no student (the teacher's masks are used)
+    distill_lr: float = Field(4e-4, gt=0)
+    threshold: float = Field(0.5, gt=0, lt=1)  # soft mask -> bool mask
+    # application 2 (the cluster demo)
+    cluster_class: str = "ball"
+    cluster_background: str = "grass"
+    cluster_side: int = Field(16, ge=8)  # patch side (a power of two); an instance is 1/1.5 of it, as in the paper
+    cluster_resolution: int = Field(96, ge=32)  # side of the rendered cluster image
+    cluster_objects: int = Field(150, gt=0)  # instances rendered (later ones occlude earlier ones)
+    cluster_layers: int = Field(6, gt=0)  # N: instance layers per composite
+    cluster_z_dim: int = Field(5, gt=0)
+    cluster_pad: int = Field(8, ge=0)  # layout: pad the instance by this and crop back at random
+    cluster_area_target: float = Field(0.25, gt=0, lt=1)
+    cluster_info_weight: float = Field(50.0, ge=0)  # beta of the InfoGAN-like term (the paper: 50)
+    cluster_steps: int = Field(3000, gt=0)
+    cluster_patches: int = Field(2000, gt=0)  # training patches cut from the cluster image
+
+    @model_validator(mode="after")
+    def _sides_and_names(self):
+        if self.crop_side & (self.crop_side - 1) or self.crop_side < 8:
+            raise ValueError(f"independence.crop_side must be a power of two >= 8, got {self.crop_side}")
+        if self.cluster_class not in CLASSES:
+            raise ValueError(f"independence.cluster_class: unknown class {self.cluster_class!r} "
+                             f"(the toy world has {', '.join(CLASSES)})")
+        if self.cluster_background not in BACKGROUNDS:
+            raise ValueError(f"independence.cluster_background: unknown background {self.cluster_background!r} "
+                             f"(the toy world has {', '.join(BACKGROUNDS)})")
+        if self.cluster_side & (self.cluster_side - 1):
+            raise ValueError(f"independence.cluster_side must be a power of two, got {self.cluster_side}")
+        if self.cluster_resolution < 2 * self.cluster_side:
+            raise ValueError(f"independence.cluster_resolution ({self.cluster_resolution}) must be at least twice "
+                             f"independence.cluster_side ({self.cluster_side})")
+        return self
+
+
 # the sections whose ``seed`` the replicate seed (top-level ``seed``) offsets
 REPLICATED = ("generate", "compose", "train", "active", "finetune")
 
@@ -581,6 +640,7 @@ class Params(_Section):
     gallery: Gallery = Gallery()
     active: Active = Active()
     finetune: Finetune = Finetune()
+    independence: Independence = Independence()
 
     @model_validator(mode="after")
     def _per_class_params_name_the_classes(self):
