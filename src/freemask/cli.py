@@ -89,6 +89,71 @@ def generate(
     typer.echo(f"wrote {out}/image.png, mask.png, attention.png (mask covers {mask.mean():.0%}{undecided})")
 
 
+def _ints(text: str, n: int, option: str) -> tuple[int, ...]:
+    """``n`` comma-separated integers, or a ValueError naming ``option``."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise ValueError(f"{option} {text!r}: expected {n} comma-separated integers")
+    return values
+
+
+@app.command()
+def paintseg(
+    image: Path = typer.Argument(..., help="an RGB image (PNG)"),
+    out: Path = typer.Option(..., "--out", help="the mask PNG to write (object 255, background 0)"),
+    prompt: str = typer.Option(..., "--prompt", help='the painter\'s text prompt, e.g. "a photo of a car on the road"'),
+    background_prompt: Optional[str] = typer.Option(None, "--background-prompt",
+                                                    help='the I-step\'s prompt, e.g. "a photo of the road" '
+                                                         '(default: --prompt)'),
+    box: Optional[str] = typer.Option(None, "--box", help="x0,y0,x1,y1: the object's box (x1, y1 exclusive)"),
+    point: Optional[str] = typer.Option(None, "--point", help="x,y: a pixel on the object"),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="a coarse mask PNG of the image's size (nonzero: object)"),
+    generator: Optional[Path] = typer.Option(None, help="the RePaint generator (default: paintseg.generator)"),
+    seed: Optional[int] = typer.Option(None, help="default: paintseg.seed"),
+    params: Path = typer.Option(Path("params.yaml"), help="the settings come from its `paintseg` section"),
+) -> None:
+    """Segment the object of one image with PaintSeg (AMCP), from a box, a point or a coarse mask."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .io import write_with
+    from .masks.paintseg import (features_from_params, initial_mask_from_box, initial_mask_from_point, paintseg,
+                                 painter_from_params)
+
+    cfg = _params(params).paintseg
+    if generator is not None:
+        cfg = cfg.model_copy(update={"generator": str(generator)})
+    torch.set_num_threads(cfg.threads)
+    with _exit_on(FileNotFoundError, ValueError, KeyError, UnidentifiedImageError):
+        if sum(x is not None for x in (box, point, mask)) != 1:
+            raise ValueError("give exactly one of --box, --point, --mask")
+        if not image.is_file():
+            raise FileNotFoundError(f"{image}: no such image")
+        rgb = np.array(Image.open(image).convert("RGB"))
+        features = features_from_params(cfg)
+        if box is not None:
+            initial = initial_mask_from_box(_ints(box, 4, "--box"), rgb.shape[:2])
+        elif point is not None:
+            initial = initial_mask_from_point(rgb, _ints(point, 2, "--point"), features)
+        else:
+            if not mask.is_file():
+                raise FileNotFoundError(f"{mask}: no such mask")
+            initial = np.asarray(Image.open(mask).convert("L")) > 0
+            if initial.shape != rgb.shape[:2]:
+                raise ValueError(f"{mask}: mask is {initial.shape[1]}x{initial.shape[0]}, the image "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]}")
+        painter = painter_from_params(cfg)  # the inputs are checked before any model loads
+        refined = paintseg(rgb[None], initial[None], painter, features, cfg, [cfg.seed if seed is None else seed],
+                           [prompt], None if background_prompt is None else [background_prompt], progress=False)[0]
+    png = np.where(refined, 255, 0).astype(np.uint8)
+    write_with(out, lambda tmp: Image.fromarray(png).save(tmp, format="PNG"))
+    typer.echo(f"wrote {out} (mask covers {refined.mean():.0%}; the initial mask covered {initial.mean():.0%})")
+
+
 @app.command()
 def world(out: Path = typer.Option(Path("data/world"), "--out"), params: Path = typer.Option(Path("params.yaml"))) -> None:
     """Render the toy world (as the `world` stage, to any folder)."""

@@ -612,6 +612,43 @@ class Independence(_Section):
         if self.cluster_resolution < 2 * self.cluster_side:
             raise ValueError(f"independence.cluster_resolution ({self.cluster_resolution}) must be at least twice "
                              f"independence.cluster_side ({self.cluster_side})")
+class PaintSeg(_Section):
+    """PaintSeg's AMCP mask refinement (``masks.paintseg``; docs/paintseg.md): ``iterations`` rounds of
+    an I-step and an O-step, ``n_paintings`` paintings each (PaintSeg's Table A: 5), painted by
+    RePaint with ``generator`` (``steps`` DDIM steps, RePaint's ``jump_length`` / ``resample``,
+    classifier-free ``guidance`` at timesteps <= ``guidance_max_timestep``) or, if
+    ``inpaint_model_path`` is set, by that Stable Diffusion inpainting checkpoint (``steps`` steps,
+    ``guidance``). Features: ``colour`` (Lab + position, the toy default), ``affinity`` (the
+    AffinityNet at ``affinity_path``), ``unet`` (the generator's decoder, DIFT), ``dino`` (a DINO
+    ViT folder at ``dino_path``). ``prompt``: what the initial mask is made from."""
+
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    generator: str = "models/generator"
+    inpaint_model_path: str | None = None
+    n_paintings: int = Field(5, gt=0)
+    iterations: int = Field(2, gt=0)
+    steps: int = Field(5, gt=0)
+    jump_length: int = Field(1, gt=0)
+    resample: int = Field(1, gt=0)
+    guidance: float = Field(1.0, ge=1)
+    guidance_max_timestep: int = Field(400, gt=0, le=1000)
+    features: Literal["colour", "affinity", "unet", "dino"] = "colour"
+    position_weight: float = Field(0.5, ge=0)  # colour features: weight of the pixel position
+    affinity_path: str = "models/affinity_net"
+    dino_path: str | None = None
+    prompt: Literal["mask", "box", "point"] = "mask"
+    grow: int = Field(0, ge=0)  # the I-step inpaints the mask dilated by this many pixels (0: the paper's I-step)
+    min_component: int = Field(1, ge=1)  # 8-connected mask components smaller than this (pixels) are dropped
+    batch_size: int = Field(8, gt=0)  # images per AMCP batch (each painted n_paintings times per step)
+
+    @model_validator(mode="after")
+    def _dino_has_a_path(self):
+        if self.features == "dino" and not self.dino_path:
+            raise ValueError("paintseg.dino_path: required when paintseg.features is 'dino' (a local DINO ViT folder)")
+        if self.jump_length >= self.steps and self.resample > 1:
+            raise ValueError(f"paintseg.jump_length ({self.jump_length}) must be below paintseg.steps ({self.steps}) "
+                             f"for paintseg.resample > 1 to jump at all")
         return self
 
 
@@ -641,6 +678,7 @@ class Params(_Section):
     active: Active = Active()
     finetune: Finetune = Finetune()
     independence: Independence = Independence()
+    paintseg: PaintSeg = PaintSeg()
 
     @model_validator(mode="after")
     def _per_class_params_name_the_classes(self):
