@@ -186,3 +186,11 @@ def test_write_keeps_comments_with_their_items(tmp_path):
     assert "      - data/y\n    # above params\n    params:\n" in text
     assert main(["--write", "--file", str(dvc_yaml)]) == 0
     assert dvc_yaml.read_text() == text
+
+
+def test_the_opt_in_stages_list_exactly_their_imports_from_their_working_folder():
+    doc = yaml.safe_load((ROOT / "extras/dvc.yaml").read_text())["stages"]
+    stages = {name: s.get("do", s) for name, s in doc.items()}
+    assert all(s.get("wdir") == ".." for s in stages.values())  # they run from the repository root
+    diffs = compare(stages, ROOT / "extras")
+    assert not diffs, f"extras/dvc.yaml deps differ from the stage scripts' imports (fix: {FIX})\n{format_diff(diffs)}"

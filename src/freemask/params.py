@@ -612,6 +612,9 @@ class Independence(_Section):
         if self.cluster_resolution < 2 * self.cluster_side:
             raise ValueError(f"independence.cluster_resolution ({self.cluster_resolution}) must be at least twice "
                              f"independence.cluster_side ({self.cluster_side})")
+        return self
+
+
 class PaintSeg(_Section):
     """PaintSeg's AMCP mask refinement (``masks.paintseg``; docs/paintseg.md): ``iterations`` rounds of
     an I-step and an O-step, ``n_paintings`` paintings each (PaintSeg's Table A: 5), painted by
@@ -652,8 +655,22 @@ class PaintSeg(_Section):
         return self
 
 
+class Refiners(_Section):
+    """The ``refiners`` stage (``freemask.assess.refiners``): each method of ``methods`` applied to the
+    attention masks of the generate stage's first ``per_class`` samples per class and of
+    ``renders_per_class`` noised renders per class, ``replicates`` times (the seed spread)."""
+
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    methods: list[Literal["paintseg", "independence"]] = Field(
+        default_factory=lambda: ["paintseg", "independence"], min_length=1)
+    per_class: int = Field(5, gt=0)
+    renders_per_class: int = Field(5, gt=0)
+    replicates: int = Field(2, ge=1)
+
+
 # the sections whose ``seed`` the replicate seed (top-level ``seed``) offsets
-REPLICATED = ("generate", "compose", "train", "active", "finetune")
+REPLICATED = ("generate", "compose", "train", "active", "finetune", "refiners")
 
 
 class Params(_Section):
@@ -679,6 +696,7 @@ class Params(_Section):
     finetune: Finetune = Finetune()
     independence: Independence = Independence()
     paintseg: PaintSeg = PaintSeg()
+    refiners: Refiners = Refiners()
 
     @model_validator(mode="after")
     def _per_class_params_name_the_classes(self):

@@ -125,8 +125,9 @@ def _read_cache(f: Path) -> tuple[np.ndarray, np.ndarray]:
 
 class Trainer:
     """``train(pool, round, start)``: round 0 trains ``train.steps`` steps, later rounds
-    ``active.round_steps`` at ``active.round_lr`` (``train.lr`` if None), each with a training seed derived from (train.seed, round); the model of
-    round r is saved in ``work_dir/round_XX`` and loaded back (``start`` is such a model).
+    ``active.round_steps`` at ``active.round_lr`` (``train.lr`` if None), each with a training seed
+    derived from (train.seed, round); the model of round r is saved in ``work_dir/round_XX`` and
+    loaded back (``start`` is such a model).
 
     ``initial_model``: a segmenter already trained on D0 (the ``train_synthetic`` stage's output),
     taken as round 0's model f_theta0 instead of training one again."""

@@ -15,8 +15,9 @@ file, function bodies included; ``y`` counts when it is a submodule. Importing a
 
 ``--write`` orders each list as: the stage script, the package files sorted, then the other deps
 (data, models, metrics...) in their existing order. Run from the repository root: the files are
-dvc.yaml and every profile pipeline's pipelines/*/dvc.yaml (or those given with --file), each with
-its paths relative to its own folder (``../../src/freemask/...`` in a profile's).
+dvc.yaml, the opt-in extras/dvc.yaml and every profile pipeline's pipelines/*/dvc.yaml (or those
+given with --file), each with its paths relative to its stages' working folder: the dvc.yaml's own
+(``../../src/freemask/...`` in a profile's), or its ``wdir``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from pathlib import Path
 
 PACKAGE = "freemask"
 PACKAGE_DIR = f"src/{PACKAGE}"  # relative to the repository root, as dvc.yaml writes it
+# the toy pipeline's opt-in stages: their own dvc.yaml, run from the repository root (``wdir: ..``)
+EXTRA_PIPELINES = [Path("extras/dvc.yaml")]
 
 
 def _module_file(src: Path, module: str) -> Path | None:
@@ -134,10 +137,11 @@ def compare(stages: dict, root: Path) -> dict[str, Diff]:
     """Per python stage whose code deps differ from what its script imports: the missing and extra deps."""
     out = {}
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a foreach stage: its template
         script = stage_script(stage)
         if script is None:
             continue
-        want = code_deps(script, root)
+        want = code_deps(script, root / stage.get("wdir", "."))
         have = [d.rstrip("/") for d in stage.get("deps") or [] if is_code_dep(d)]
         missing = [d for d in want if d not in have]
         extra = [d for d in have if d not in want]
@@ -162,12 +166,13 @@ def rewrite_deps(stages: dict, root: Path) -> list[str]:
     stage names. ``stages`` may be a ruamel round-trip mapping (see _move_comments)."""
     changed = []
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a foreach stage: its template
         script = stage_script(stage)
         if script is None:
             continue
         deps = stage.setdefault("deps", [])
         old = list(deps)
-        new = code_deps(script, root) + [d for d in old if not is_code_dep(d)]
+        new = code_deps(script, root / stage.get("wdir", ".")) + [d for d in old if not is_code_dep(d)]
         if old == new:
             continue
         comments = dict(deps.ca.items) if hasattr(deps, "ca") else None
@@ -218,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", action="store_true", help="rewrite the deps: lists in place")
     parser.add_argument("--file", type=Path, action="append",
                         help="a dvc.yaml (repeatable); paths in it are relative to its directory. Default: "
-                             "dvc.yaml and pipelines/*/dvc.yaml")
+                             "dvc.yaml, extras/dvc.yaml and pipelines/*/dvc.yaml")
     args = parser.parse_args(argv)
-    files = args.file or [Path("dvc.yaml"), *sorted(Path("pipelines").glob("*/dvc.yaml"))]
+    files = args.file or [Path("dvc.yaml"), *EXTRA_PIPELINES, *sorted(Path("pipelines").glob("*/dvc.yaml"))]
     status = 0
     for file in files:
         status |= _one(file, args.check)

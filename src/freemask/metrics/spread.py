@@ -33,6 +33,7 @@ GUARDED = {
 REPORTED = {
     "metrics/filter.json": ["*"],
     "metrics/finetune.json": ["*"],
+    "metrics/refiners.json": ["*"],
 }
 REPLICATE_KEY = "seed"
 # metrics (fnmatch on "<file>:<dotted key>") whose sd is pooled with their family's: the metrics

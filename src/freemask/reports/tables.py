@@ -34,6 +34,40 @@ def mask_quality_tables(mq: dict, classes: list[str]) -> str:
     return "\n".join(parts)
 
 
+def _pm(s: dict | None) -> str:
+    return "–" if s is None else f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"
+
+
+def _judged(gain: float | None, method: dict | None, replicates: int) -> str:
+    """A gain in points, starred when it exceeds twice the method's sd over two or more replicates."""
+    if gain is None:
+        return "–"
+    beyond = method is not None and replicates >= 2 and abs(gain) > 2 * method["sd"]
+    return f"{100 * gain:+.1f}{'*' if beyond else ''}"
+
+
+def refiners_tables(table: dict, classes: list[str]) -> str:
+    """The refiners stage's table (``metrics/details/refiners.json``): per reference, for each method
+    the attention masks it starts from, the method (mean ± sd over its replicates) and the gain, per
+    class and mean; a gain counts only where it exceeds twice the method's sd."""
+    parts = []
+    for key, title, n in (("vs_oracle_on_generated", "vs the oracle on generated samples", table["n_generated"]),
+                          ("vs_truth_on_noised_renders", "vs the truth on noised renders", table["n_noised_renders"])):
+        lines = [f"### Refined mask IoU {title} (%, {n} images, {table['replicates']} replicates of each method)", "",
+                 "| masks | " + " | ".join(classes) + " | mean |", "|---|" + "---|" * (len(classes) + 1)]
+        for method, rows in table["methods"].items():
+            r = rows[key]
+            start, m, gain = r["start"], r["method"], r["gain"]
+            lines.append(f"| attention (where {method} starts) | "
+                         + " | ".join(_fmt(start["per_class"].get(c)) for c in classes) + f" | **{_fmt(start['mean'])}** |")
+            lines.append(f"| {method} | " + " | ".join(_pm(m["per_class"].get(c)) for c in classes)
+                         + f" | **{_pm(m)}** |")
+            cells = [_judged(gain["per_class"].get(c), m["per_class"].get(c), table["replicates"]) for c in classes]
+            lines.append(f"| gain of {method} | " + " | ".join(cells) + f" | **{100 * gain['mean']:+.1f}** |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts) + "\n\\* beyond twice the method's sd over its replicates.\n"
+
+
 COMPOSITION = {"random": "random composition", "same_background": "composition by background",
                "thesaurus": "composition by the thesaurus"}
 
