@@ -12,7 +12,8 @@ def _subset() -> Subset:
     truth[:, 2:6, 2:6] = True
     start = truth.copy()
     start[:, 2:6, 6:8] = True  # 16 true pixels, 8 extra: IoU 16 / 24
-    return Subset(np.zeros((4, 8, 8, 3), np.uint8), start, truth, ["ball", "ball", "car", "car"], ["p"] * 4)
+    return Subset(np.zeros((4, 8, 8, 3), np.uint8), start, truth, ["ball", "ball", "car", "car"], ["p"] * 4,
+                  ["grass"] * 4)
 
 
 def test_spread_is_the_mean_and_sample_sd_over_replicates_per_class_and_of_the_class_mean():
@@ -68,9 +69,10 @@ def test_the_table_runs_both_methods_on_both_subsets_deterministically():
     gen = load_generator(Path(__file__).resolve().parents[1] / "models" / "generator")
     images, truth, classes, prompts = noised_renders(2, 5, 32)
     coarse = np.roll(truth, 2, axis=2)  # the truth shifted by 2 px: a starting mask to refine
-    gen_set = Subset(images[::4], coarse[::4], truth[::4], classes[::4], prompts[::4])
-    ren_set = Subset(images[1::4], coarse[1::4], truth[1::4], classes[1::4], prompts[1::4])
-    pool = Subset(images, coarse, truth, classes, prompts)
+    bgs = [q.rsplit(" the ", 1)[1] for q in prompts]
+    gen_set = Subset(images[::4], coarse[::4], truth[::4], classes[::4], prompts[::4], bgs[::4])
+    ren_set = Subset(images[1::4], coarse[1::4], truth[1::4], classes[1::4], prompts[1::4], bgs[1::4])
+    pool = Subset(images, coarse, truth, classes, prompts, bgs)
     p = _tiny_params()
     a = refiners_table(p, gen, gen_set, ren_set, pool=pool)
     b = refiners_table(p, gen, gen_set, ren_set, pool=pool)

@@ -28,7 +28,8 @@ def refine_objects(method: str, p: Params, gen: Generator, objects_dir, out_dir)
     classes = [m["meta.json"]["class"] for _, _, m in samples]
     start = (labels > 0) & (labels != 255)
     refined = refiner(method, p, gen)(
-        [Subset(images, start, start, classes, [m["meta.json"]["prompt"] for _, _, m in samples])], 0)[0]
+        [Subset(images, start, start, classes, [m["meta.json"]["prompt"] for _, _, m in samples],
+                [m["meta.json"]["background"] for _, _, m in samples])], 0)[0]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(tqdm(paths, desc=f"{method}: writing shards")):

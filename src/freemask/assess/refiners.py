@@ -23,6 +23,7 @@ from ..diffusion.models import Generator
 from ..generate.plan import sample_seed
 from ..metrics.segmentation import mask_iou
 from ..params import Params
+from ..world.build import prompt
 from ..world.spec import CLASSES, class_index
 from ..masks.rules import masks_from_recorded
 from .generator import noised_renders, record_noised_renders
@@ -32,14 +33,15 @@ _STREAM = 41  # the refiners' seed stream (sample_seed(seed, stream, replicate, 
 
 
 class Subset:
-    """Images, starting masks, reference masks, classes and prompts of one evaluation set."""
+    """Images, starting masks, reference masks, classes, prompts and backgrounds of one evaluation set."""
 
     def __init__(self, images: np.ndarray, start: np.ndarray, reference: np.ndarray, classes: list[str],
-                 prompts: list[str]):
+                 prompts: list[str], backgrounds: list[str]):
         n = len(images)
-        if not (len(start) == len(reference) == len(classes) == len(prompts) == n):
-            raise ValueError("images, masks, classes and prompts must be one per sample")
-        self.images, self.start, self.reference, self.classes, self.prompts = images, start, reference, classes, prompts
+        if not (len(start) == len(reference) == len(classes) == len(prompts) == len(backgrounds) == n):
+            raise ValueError("images, masks, classes, prompts and backgrounds must be one per sample")
+        self.images, self.start, self.reference, self.classes = images, start, reference, classes
+        self.prompts, self.backgrounds = prompts, backgrounds
 
 
 def generated_subset(objects_dir, per_class: int | None, oracle) -> Subset:
@@ -64,7 +66,8 @@ def generated_subset(objects_dir, per_class: int | None, oracle) -> Subset:
     classes = [m["meta.json"][i]["class"] for i in idx]
     start = (labels > 0) & (labels != 255)
     reference = np.stack([o == class_index(c) for o, c in zip(predict(oracle, images), classes)])
-    return Subset(images, start, reference, classes, [m["meta.json"][i]["prompt"] for i in idx])
+    return Subset(images, start, reference, classes, [m["meta.json"][i]["prompt"] for i in idx],
+                  [m["meta.json"][i]["background"] for i in idx])
 
 
 def render_subset(gen: Generator, p: Params, n_per_class: int, size: int) -> Subset:
@@ -78,7 +81,8 @@ def render_subset(gen: Generator, p: Params, n_per_class: int, size: int) -> Sub
                                          g.refine.resolution, g.batch_size, g.refine.self_attention_steps):
         masks = masks_from_recorded(rec, g, classes[sl])
         start.append(masks.foreground & ~masks.ignore)
-    return Subset(images, np.concatenate(start), truths, classes, prompts)
+    # the toy prompt ends "the {background}" (world.build.prompt)
+    return Subset(images, np.concatenate(start), truths, classes, prompts, [q.rsplit(" the ", 1)[1] for q in prompts])
 
 
 def ious(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -98,9 +102,11 @@ def refiner(method: str, p: Params, gen: Generator, pool: Subset | None = None
         painter, features = painter_from_params(p.paintseg, gen), features_from_params(p.paintseg, gen)
 
         def refine(subsets: list[Subset], r: int) -> list[np.ndarray]:
+            # the I-step paints the object away: prompted with the background alone (docs/paintseg.md)
             return [paintseg(s.images, s.start, painter, features, p.paintseg,
                              [sample_seed(seed, _STREAM, r, k, i) for i in range(len(s.images))], s.prompts,
-                             progress=False) for k, s in enumerate(subsets)]
+                             progress=False, inpaint_prompts=[prompt([], b) for b in s.backgrounds])
+                    for k, s in enumerate(subsets)]
         return refine
     if method == "independence":
         from ..masks.independence_boxes import learn_masks
