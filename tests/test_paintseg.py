@@ -1,7 +1,6 @@
 """PaintSeg: the painters, the feature extractors, AMCP on toy renders with known truth, the CLI."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -203,17 +202,6 @@ def test_the_cli_names_a_missing_image(cli_files):
 # ------------------------------------------------------------------------- real-profile models, tiny
 
 
-@pytest.fixture
-def no_network(monkeypatch) -> list:
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 def test_dino_features_from_a_local_vit_folder(tmp_path, no_network):

@@ -3,7 +3,6 @@ weights, built from configs, saved to disk and loaded back as a user's checkpoin
 from the hub."""
 import os
 import shutil
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -155,19 +154,6 @@ def test_the_cli_and_the_stage_give_the_same_mask_for_the_same_prompt_and_seed(s
         assert np.array_equal(np.asarray(Image.open(out / "image.png")), samples[key]["image.png"])
 
 
-@pytest.fixture
-def no_network(monkeypatch) -> list:
-    """Every attempt to resolve or connect to a host, recorded and refused."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    return attempts
 
 
 def test_a_missing_model_is_named_and_nothing_touches_the_network(sd_folder, tmp_path, no_network):
